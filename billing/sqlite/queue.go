@@ -1,0 +1,225 @@
+// Package sqlite is the embedded billing backend: the durable event queue (and
+// the ledger) in SQLite files under the data directory.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/internal/sqlitedb"
+)
+
+const queueSchema = `
+CREATE TABLE IF NOT EXISTS queue (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	body       BLOB    NOT NULL,
+	visible_at INTEGER NOT NULL, -- unix ms; a receive leases the row by moving this forward
+	receives   INTEGER NOT NULL DEFAULT 0,
+	enqueued_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at, id);
+CREATE TABLE IF NOT EXISTS dead_letter (
+	id          INTEGER PRIMARY KEY,
+	body        BLOB    NOT NULL,
+	receives    INTEGER NOT NULL,
+	enqueued_at INTEGER NOT NULL,
+	dead_at     INTEGER NOT NULL
+);
+`
+
+// QueueOptions tunes the embedded queue; zero values take the defaults.
+type QueueOptions struct {
+	// Visibility is how long a received message stays leased (default 60 s).
+	Visibility time.Duration
+	// MaxReceives moves a message to the dead-letter table after this many
+	// deliveries without an ack (default 10), like an SQS redrive policy.
+	MaxReceives int
+	// Poll is how often Receive looks again while waiting (default 50 ms).
+	Poll time.Duration
+}
+
+// Queue is the durable event queue of the embedded backend.
+type Queue struct {
+	db   *sql.DB
+	opts QueueOptions
+	now  func() time.Time
+}
+
+var _ billing.Queue = (*Queue)(nil)
+
+// OpenQueue opens the queue in dataDir/queue.db.
+func OpenQueue(dataDir string, opts QueueOptions) (*Queue, error) {
+	if opts.Visibility <= 0 {
+		opts.Visibility = 60 * time.Second
+	}
+	if opts.MaxReceives <= 0 {
+		opts.MaxReceives = 10
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 50 * time.Millisecond
+	}
+	db, err := sqlitedb.Open(filepath.Join(dataDir, "queue.db"), queueSchema)
+	if err != nil {
+		return nil, err
+	}
+	return &Queue{db: db, opts: opts, now: time.Now}, nil
+}
+
+// Close releases the database.
+func (q *Queue) Close() error { return q.db.Close() }
+
+// Enqueue stores all events in one transaction (one fsync).
+func (q *Queue) Enqueue(ctx context.Context, events ...billing.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	defer tx.Rollback()
+	now := q.now().UnixMilli()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	defer stmt.Close()
+	for _, ev := range events {
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("enqueue: encoding event: %w", err)
+		}
+		if _, err := stmt.ExecContext(ctx, body, now, now); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return nil
+}
+
+// Receive leases up to max visible messages, polling until wait has passed.
+func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]billing.Message, error) {
+	deadline := q.now().Add(wait)
+	for {
+		msgs, err := q.receiveOnce(ctx, max)
+		if err != nil || len(msgs) > 0 || !q.now().Before(deadline) {
+			return msgs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(q.opts.Poll):
+		}
+	}
+}
+
+func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, error) {
+	if max <= 0 {
+		max = 10
+	}
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("receive: %w", err)
+	}
+	defer tx.Rollback()
+	now := q.now().UnixMilli()
+
+	// Messages delivered too often without an ack are poison: park them
+	// where an operator can see them instead of retrying forever.
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO dead_letter (id, body, receives, enqueued_at, dead_at)
+		SELECT id, body, receives, enqueued_at, ? FROM queue WHERE visible_at <= ? AND receives >= ?`,
+		now, now, q.opts.MaxReceives); err != nil {
+		return nil, fmt.Errorf("receive: dead-lettering: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM queue WHERE visible_at <= ? AND receives >= ?`, now, q.opts.MaxReceives); err != nil {
+		return nil, fmt.Errorf("receive: dead-lettering: %w", err)
+	}
+
+	rows, err := tx.QueryContext(ctx, `
+		UPDATE queue SET visible_at = ?, receives = receives + 1
+		WHERE id IN (SELECT id FROM queue WHERE visible_at <= ? ORDER BY id LIMIT ?)
+		RETURNING id, body, receives`,
+		now+q.opts.Visibility.Milliseconds(), now, max)
+	if err != nil {
+		return nil, fmt.Errorf("receive: %w", err)
+	}
+	var msgs []billing.Message
+	for rows.Next() {
+		var (
+			id       int64
+			body     []byte
+			receives int
+		)
+		if err := rows.Scan(&id, &body, &receives); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("receive: %w", err)
+		}
+		msg := billing.Message{ID: strconv.FormatInt(id, 10), Receives: receives}
+		if err := json.Unmarshal(body, &msg.Event); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("receive: decoding message %d: %w", id, err)
+		}
+		msgs = append(msgs, msg)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("receive: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("receive: %w", err)
+	}
+	return msgs, nil
+}
+
+// Extend moves a leased message's visibility d past now.
+func (q *Queue) Extend(ctx context.Context, msg billing.Message, d time.Duration) error {
+	_, err := q.db.ExecContext(ctx, `UPDATE queue SET visible_at = ? WHERE id = ?`, q.now().Add(d).UnixMilli(), msg.ID)
+	if err != nil {
+		return fmt.Errorf("extend visibility: %w", err)
+	}
+	return nil
+}
+
+// Ack deletes the messages.
+func (q *Queue) Ack(ctx context.Context, msgs ...billing.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ids := make([]any, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	placeholders := strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
+	if _, err := q.db.ExecContext(ctx, `DELETE FROM queue WHERE id IN (`+placeholders+`)`, ids...); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+// Depth counts messages waiting or leased.
+func (q *Queue) Depth(ctx context.Context) (int, error) {
+	var n int
+	if err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM queue`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("queue depth: %w", err)
+	}
+	return n, nil
+}
+
+// DeadLetters counts messages parked after too many deliveries.
+func (q *Queue) DeadLetters(ctx context.Context) (int, error) {
+	var n int
+	if err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM dead_letter`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("dead-letter count: %w", err)
+	}
+	return n, nil
+}

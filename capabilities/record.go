@@ -1,0 +1,142 @@
+// Package capabilities defines what a gateway can invoke on egressd: the two
+// names of the egress record capability, their caveats, the success value and
+// the named failures, with the IPLD schemas they are encoded with.
+package capabilities
+
+import (
+	_ "embed"
+	"fmt"
+	"time"
+
+	ipldprime "github.com/ipld/go-ipld-prime"
+	"github.com/ipld/go-ipld-prime/schema"
+	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/core/result/failure"
+	ucschema "github.com/storacha/go-ucanto/core/schema"
+	"github.com/storacha/go-ucanto/ucan"
+	"github.com/storacha/go-ucanto/validator"
+)
+
+// The two names the record capability is served under.
+const (
+	// UsageRecord is the name the original JavaScript service used; servedAt in seconds.
+	UsageRecord = "usage/record"
+	// EgressRecord is Storacha's current name; servedAt in milliseconds.
+	EgressRecord = "space/content/serve/egress/record"
+)
+
+//go:embed record.ipldsch
+var recordSchema []byte
+
+// The types are loaded in variable initialisers, not init(), because the
+// capability parsers below are package variables that need them.
+var (
+	recordTypes = loadRecordTypes()
+	caveatsType = recordTypes.TypeByName("RecordCaveats")
+	okType      = recordTypes.TypeByName("RecordOK")
+	failureType = recordTypes.TypeByName("Failure")
+)
+
+func loadRecordTypes() *schema.TypeSystem {
+	ts, err := ipldprime.LoadSchemaBytes(recordSchema)
+	if err != nil {
+		// The schema is compiled into the binary: failing here is a build defect.
+		panic(fmt.Errorf("loading record schema: %w", err))
+	}
+	return ts
+}
+
+// Schema returns the IPLD schema text of the caveats, success value and failure.
+func Schema() []byte { return recordSchema }
+
+// RecordCaveats are the caveats (nb) of a record invocation.
+type RecordCaveats struct {
+	Resource ipld.Link
+	Bytes    int64
+	ServedAt int64
+}
+
+// ToIPLD encodes the caveats, so a client can invoke with them.
+func (c RecordCaveats) ToIPLD() (ipld.Node, error) {
+	return ipld.WrapWithRecovery(&c, caveatsType)
+}
+
+// secondsBelow separates the two units clients send servedAt in: 1e11 seconds
+// is the year 5138, 1e11 milliseconds is March 1973.
+const secondsBelow = 100_000_000_000
+
+// ServedTime normalises servedAt to a time: a value below 1e11 is seconds,
+// otherwise milliseconds.
+func (c RecordCaveats) ServedTime() time.Time {
+	if c.ServedAt < secondsBelow {
+		return time.Unix(c.ServedAt, 0).UTC()
+	}
+	return time.UnixMilli(c.ServedAt).UTC()
+}
+
+// checkCaveats rejects caveats the schema alone lets through.
+func checkCaveats(c RecordCaveats) (RecordCaveats, failure.Failure) {
+	if c.Resource == nil {
+		return c, ucschema.NewSchemaError("resource: expected a CID link")
+	}
+	if c.Bytes <= 0 {
+		return c, ucschema.NewSchemaError(fmt.Sprintf("bytes: expected an integer greater than 0, got %d", c.Bytes))
+	}
+	if c.ServedAt < 0 {
+		return c, ucschema.NewSchemaError(fmt.Sprintf("servedAt: expected an integer of at least 0, got %d", c.ServedAt))
+	}
+	return c, nil
+}
+
+var caveatsReader = ucschema.Mapped(ucschema.Struct[RecordCaveats](caveatsType, nil), checkCaveats)
+
+// ReadCaveats parses and checks caveats as they arrive in an invocation.
+func ReadCaveats(nb any) (RecordCaveats, error) {
+	c, f := caveatsReader.Read(nb)
+	if f != nil {
+		return c, f
+	}
+	return c, nil
+}
+
+// spaceDID accepts only did:key resources: a space is always a key.
+var spaceDID = ucschema.DIDString(ucschema.WithMethod("key"))
+
+// Record is the usage/record capability.
+var Record = validator.NewCapability(UsageRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats])
+
+// EgressRecordCapability is the space/content/serve/egress/record capability.
+var EgressRecordCapability = validator.NewCapability(EgressRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats])
+
+// Parsers lists the served capabilities by name.
+var Parsers = map[string]validator.CapabilityParser[RecordCaveats]{
+	UsageRecord:  Record,
+	EgressRecord: EgressRecordCapability,
+}
+
+// RecordOK is the success value of a record invocation.
+type RecordOK struct {
+	Space    string
+	Resource ipld.Link
+	Bytes    int64
+	ServedAt string
+	Cause    ipld.Link
+}
+
+// ToIPLD encodes the success value into a receipt.
+func (o RecordOK) ToIPLD() (ipld.Node, error) {
+	return ipld.WrapWithRecovery(&o, okType)
+}
+
+// NewRecordOK builds the success value for an egress record.
+func NewRecordOK(space string, c RecordCaveats, cause ipld.Link) RecordOK {
+	return RecordOK{
+		Space:    space,
+		Resource: c.Resource,
+		Bytes:    c.Bytes,
+		ServedAt: c.ServedTime().Format("2006-01-02T15:04:05.000Z"),
+		Cause:    cause,
+	}
+}
+
+var _ ucan.CaveatBuilder = RecordCaveats{}

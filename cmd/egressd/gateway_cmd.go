@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/storacha/go-ucanto/core/delegation"
+	"github.com/storacha/go-ucanto/core/receipt"
+	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/principal"
+	"github.com/storacha/go-ucanto/principal/ed25519/signer"
+	wrapped "github.com/storacha/go-ucanto/principal/signer"
+
+	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/client"
+)
+
+// The gateway-side commands: what a gateway operator runs to get a delegation
+// and to try the service by hand.
+
+func delegateCommand() *ffcli.Command {
+	var (
+		spaceKey, audience string
+		abilities          stringList
+		expiration         time.Duration
+	)
+	fs := flag.NewFlagSet("delegate", flag.ContinueOnError)
+	fs.StringVar(&spaceKey, "space-key", "", "the space's private key (Mg...) (required)")
+	fs.StringVar(&audience, "audience", "", "the gateway DID receiving the delegation (did:key or did:web) (required)")
+	fs.Var(&abilities, "can", "ability to delegate (repeatable); default: space/content/serve/* and usage/record")
+	fs.DurationVar(&expiration, "expiration", 0, "how long the delegation is valid; 0 never expires")
+	return command("delegate",
+		"egressd delegate --space-key Mg... --audience did:web:gateway.example [--can ABILITY] [--expiration 8760h]",
+		"let a gateway record egress for a space: prints the delegation (base64)", fs,
+		func(ctx context.Context, args []string) error {
+			space, err := parseKey(spaceKey, "--space-key")
+			if err != nil {
+				return err
+			}
+			aud, err := did.Parse(audience)
+			if err != nil {
+				return fmt.Errorf("--audience %q is not a DID", audience)
+			}
+			if len(abilities) == 0 {
+				abilities = stringList{"space/content/serve/*", capabilities.UsageRecord}
+			}
+			var exp time.Time
+			if expiration > 0 {
+				exp = time.Now().Add(expiration)
+			}
+			dlg, err := client.Delegate(space, aud, abilities, exp)
+			if err != nil {
+				return fmt.Errorf("delegating: %w", err)
+			}
+			out, err := delegation.Format(dlg)
+			if err != nil {
+				return err
+			}
+			fmt.Println(out)
+			return nil
+		})
+}
+
+func recordCommand() *ffcli.Command {
+	var (
+		url, key, gatewayDID, proof, space, resource, can, service string
+		bytes                                                      int64
+		servedAt                                                   string
+	)
+	fs := flag.NewFlagSet("record", flag.ContinueOnError)
+	fs.StringVar(&url, "url", "http://127.0.0.1:8080", "egressd URL")
+	fs.StringVar(&key, "key", "", "the invoker's key (Mg...): the gateway's, or the space's own (required)")
+	fs.StringVar(&gatewayDID, "did", "", "the gateway's did:web, when it signs under one (the service must map or resolve it)")
+	fs.StringVar(&proof, "proof", "", "delegation from the space (output of `egressd delegate`); omit when --key is the space's key")
+	fs.StringVar(&space, "space", "", "the space that served the content (did:key); default: the issuer of --proof, or --key's DID")
+	fs.StringVar(&resource, "resource", "", "CID of the content served (required)")
+	fs.Int64Var(&bytes, "bytes", 0, "bytes served (required, > 0)")
+	fs.StringVar(&servedAt, "served-at", "", "when it was served: RFC 3339 or Unix seconds/milliseconds; default: now")
+	fs.StringVar(&can, "can", capabilities.EgressRecord, "capability to invoke: "+capabilities.EgressRecord+" or "+capabilities.UsageRecord)
+	fs.StringVar(&service, "service", "", "the service DID (audience); default: asked from the service")
+	return command("record",
+		"egressd record --url URL --key Mg... [--proof DELEGATION] --resource CID --bytes N [flags]",
+		"send one record invocation and print its receipt as JSON", fs,
+		func(ctx context.Context, args []string) error {
+			issuer, err := parseKey(key, "--key")
+			if err != nil {
+				return err
+			}
+			if gatewayDID != "" {
+				id, err := did.Parse(gatewayDID)
+				if err != nil {
+					return fmt.Errorf("--did %q is not a DID", gatewayDID)
+				}
+				if issuer, err = wrapped.Wrap(issuer, id); err != nil {
+					return err
+				}
+			}
+			var proofs []delegation.Delegation
+			if proof != "" {
+				dlg, err := delegation.Parse(strings.TrimSpace(proof))
+				if err != nil {
+					return fmt.Errorf("--proof is not a delegation: %w", err)
+				}
+				proofs = append(proofs, dlg)
+			}
+			rec := client.Record{Can: can, Bytes: bytes}
+			switch {
+			case space != "":
+				rec.Space, err = did.Parse(space)
+			case len(proofs) > 0:
+				rec.Space = proofs[0].Issuer().DID()
+			default:
+				rec.Space = issuer.DID()
+			}
+			if err != nil {
+				return fmt.Errorf("--space %q is not a DID", space)
+			}
+			c, err := cid.Parse(resource)
+			if err != nil {
+				return fmt.Errorf("--resource %q is not a CID", resource)
+			}
+			rec.Resource = cidlink.Link{Cid: c}
+			if rec.ServedAt, err = parseTime(servedAt); err != nil {
+				return err
+			}
+			cl := client.New(url)
+			serviceDID, err := serviceIdentity(ctx, cl, service)
+			if err != nil {
+				return err
+			}
+			inv, err := client.Invoke(issuer, serviceDID, rec, proofs...)
+			if err != nil {
+				return err
+			}
+			rcpts, err := cl.Execute(ctx, inv)
+			if err != nil {
+				return err
+			}
+			return printReceipt(ctx, cl, rcpts[0], serviceDID)
+		})
+}
+
+func receiptCommand() *ffcli.Command {
+	var url string
+	fs := flag.NewFlagSet("receipt", flag.ContinueOnError)
+	fs.StringVar(&url, "url", "http://127.0.0.1:8080", "egressd URL")
+	return command("receipt", "egressd receipt --url URL CID",
+		"fetch the receipt of an invocation (or by receipt CID) and print it as JSON", fs,
+		func(ctx context.Context, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("expected one CID, got %d arguments", len(args))
+			}
+			cl := client.New(url)
+			rcpt, err := cl.Receipt(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			serviceDID, err := serviceIdentity(ctx, cl, "")
+			if err != nil {
+				return err
+			}
+			return printReceipt(ctx, cl, rcpt, serviceDID)
+		})
+}
+
+// printReceipt prints the receipt as JSON with whether its signature checks
+// out against the service's key.
+func printReceipt(ctx context.Context, cl *client.Client, rcpt receipt.AnyReceipt, serviceDID did.DID) error {
+	view, err := client.View(rcpt)
+	if err != nil {
+		return err
+	}
+	if key, err := cl.ServiceKey(ctx, serviceDID); err == nil {
+		ok, _ := client.Verify(rcpt, serviceDID, key)
+		view.Verified = &ok
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(view)
+}
+
+func serviceIdentity(ctx context.Context, cl *client.Client, flagValue string) (did.DID, error) {
+	if flagValue != "" {
+		d, err := did.Parse(flagValue)
+		if err != nil {
+			return did.Undef, fmt.Errorf("--service %q is not a DID", flagValue)
+		}
+		return d, nil
+	}
+	info, err := cl.Info(ctx)
+	if err != nil {
+		return did.Undef, err
+	}
+	return did.Parse(info.DID)
+}
+
+func parseKey(s, name string) (principal.Signer, error) {
+	if s == "" {
+		return nil, fmt.Errorf("%s is required", name)
+	}
+	k, err := signer.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an ed25519 key in multibase (Mg...) form", name)
+	}
+	return k, nil
+}
+
+// parseTime reads RFC 3339 or Unix seconds/milliseconds; empty is now.
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Now(), nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return capabilities.RecordCaveats{ServedAt: n}.ServedTime(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--served-at %q: expected RFC 3339 or Unix seconds or milliseconds", s)
+	}
+	return t, nil
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/storacha/go-ucanto/did"
+
+	"github.com/egressd/egressd/server"
+)
+
+// serveFlags are the flags of `egressd serve`.
+type serveFlags struct {
+	backend          backendFlags
+	listen           string
+	key, didWeb      string
+	aliases          stringList
+	principalMapping stringList
+	resolveDIDWeb    bool
+	didWebTTL        time.Duration
+
+	maxBodyBytes      int64
+	maxInvocations    int
+	maxServedAtAge    time.Duration
+	maxServedAtAhead  time.Duration
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	shutdownTimeout   time.Duration
+	logFormat         string
+	logLevel          string
+}
+
+func serveCommand() *ffcli.Command {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f.backend.register(fs)
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on (use 0.0.0.0:8080 behind a load balancer)")
+	fs.StringVar(&f.key, "key", "", "service key, ed25519 in multibase (Mg...); default: the key in the data directory, generated on first start")
+	fs.StringVar(&f.didWeb, "did", "", "public did:web identity of the service (for example did:web:egress.example.com); default: the key's did:key")
+	fs.Var(&f.aliases, "alias", "another DID accepted as audience and as provider of consumer records (repeatable)")
+	fs.Var(&f.principalMapping, "principal-mapping", "map a gateway's did:web to its did:key: did:web:gw.example=did:key:z6Mk... (repeatable)")
+	fs.BoolVar(&f.resolveDIDWeb, "resolve-did-web", false, "resolve unmapped gateway did:web identities from https://<host>/.well-known/did.json")
+	fs.DurationVar(&f.didWebTTL, "did-web-ttl", 10*time.Minute, "how long a resolved did:web key is cached")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted (413 past it)")
+	fs.IntVar(&f.maxInvocations, "max-invocations", server.DefaultMaxInvocations, "most invocations accepted in one request (413 past it)")
+	fs.DurationVar(&f.maxServedAtAge, "max-served-at-age", server.DefaultMaxAge, "oldest servedAt accepted (Stripe bills at most 35 days back)")
+	fs.DurationVar(&f.maxServedAtAhead, "max-served-at-ahead", server.DefaultMaxAhead, "furthest servedAt accepted in the future (Stripe allows 5 minutes)")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 5*time.Second, "time allowed to read request headers")
+	fs.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "time allowed to read a whole request")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", 60*time.Second, "time allowed to handle a request and write the reply")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection is kept")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for requests in flight on SIGTERM")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return command("serve",
+		"egressd serve [--data-dir DIR] [--listen ADDR] [--did did:web:...] [--key Mg...] [flags]",
+		"run the service (and, with billing, its worker)", fs,
+		func(ctx context.Context, args []string) error { return runServe(ctx, f) })
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: expected text or json", format)
+}
+
+func runServe(ctx context.Context, f serveFlags) error {
+	log, err := newLogger(f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	signer, created, err := loadSigner(f.backend.dataDir, f.key, f.didWeb, true)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("generated a new service key", "file", f.backend.dataDir+"/"+keyFile, "did", signer.DID().String())
+	}
+	var aliases []did.DID
+	for _, a := range f.aliases {
+		d, err := did.Parse(strings.TrimSpace(a))
+		if err != nil {
+			return fmt.Errorf("--alias %q: %w", a, err)
+		}
+		aliases = append(aliases, d)
+	}
+	mapping, err := server.ParsePrincipalMapping(f.principalMapping)
+	if err != nil {
+		return fmt.Errorf("--principal-mapping: %w", err)
+	}
+	var fetcher *server.DIDWebFetcher
+	if f.resolveDIDWeb {
+		fetcher = &server.DIDWebFetcher{Client: &http.Client{Timeout: 5 * time.Second}, TTL: f.didWebTTL}
+	}
+
+	b, err := f.backend.open()
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{
+		Signer:         signer,
+		Aliases:        aliases,
+		Customers:      b.Customers,
+		Queue:          b.Queue,
+		Receipts:       b.Receipts,
+		Principals:     server.NewPrincipalResolver(mapping, fetcher),
+		MaxBodyBytes:   f.maxBodyBytes,
+		MaxInvocations: f.maxInvocations,
+		MaxAge:         f.maxServedAtAge,
+		MaxAhead:       f.maxServedAtAhead,
+		Version:        version,
+		Logger:         log,
+		Registry:       reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", f.listen, err)
+	}
+	httpServer := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: f.readHeaderTimeout,
+		ReadTimeout:       f.readTimeout,
+		WriteTimeout:      f.writeTimeout,
+		IdleTimeout:       f.idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("egressd listening", "addr", ln.Addr().String(), "did", signer.DID().String(), "data_dir", f.backend.dataDir, "version", version)
+	// The line below is for people and scripts: it names the address actually bound.
+	fmt.Printf("egressd %s listening on http://%s\n", signer.DID(), ln.Addr())
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpServer.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,33 @@
+// Package sqlitedb opens the SQLite files of the embedded backend with the
+// settings that make them durable and safe to share between processes (the
+// server, a worker sidecar and CLI commands on the same data directory).
+package sqlitedb
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // pure-Go driver: no C toolchain needed
+)
+
+// Open opens (creating if needed) the database file at path in WAL mode with
+// full fsync on commit, so a committed write survives kill -9 and power loss,
+// and then runs schema, which must be idempotent.
+func Open(path, schema string) (*sql.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	// busy_timeout lets concurrent processes wait for the write lock instead of failing.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("preparing %s: %w", path, err)
+	}
+	return db, nil
+}

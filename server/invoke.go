@@ -1,0 +1,171 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/storacha/go-ucanto/core/car"
+	"github.com/storacha/go-ucanto/core/dag/blockstore"
+	"github.com/storacha/go-ucanto/core/invocation"
+	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/core/message"
+	"github.com/storacha/go-ucanto/core/receipt"
+
+	"github.com/egressd/egressd/billing"
+)
+
+// errMissingConfig is returned by New when a required store or the signer is missing.
+var errMissingConfig = errors.New("server: Signer, Customers, Queue and Receipts are required")
+
+// handleInvoke executes a ucanto agent message: every invocation in it gets
+// exactly one receipt in the reply.
+func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { s.metrics.requestSeconds.Observe(time.Since(start).Seconds()) }()
+
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != car.ContentType {
+		w.Header().Set("Accept", car.ContentType)
+		writeError(w, http.StatusUnsupportedMediaType, "UnsupportedMediaType",
+			fmt.Sprintf("request body must be a ucanto agent message with Content-Type %s", car.ContentType))
+		return
+	}
+	if accept := r.Header.Get("Accept"); accept != "" && !strings.Contains(accept, car.ContentType) && !strings.Contains(accept, "*/*") {
+		writeError(w, http.StatusNotAcceptable, "NotAcceptable", fmt.Sprintf("receipts are only served as %s", car.ContentType))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, "PayloadTooLarge",
+				fmt.Sprintf("request body exceeds the limit of %d bytes", s.cfg.MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "BadRequest", "reading request body failed")
+		return
+	}
+	invs, err := decodeMessage(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "MalformedMessage", err.Error())
+		return
+	}
+	if len(invs) > s.cfg.MaxInvocations {
+		writeError(w, http.StatusRequestEntityTooLarge, "TooManyInvocations",
+			fmt.Sprintf("message holds %d invocations, the limit is %d", len(invs), s.cfg.MaxInvocations))
+		return
+	}
+
+	rcpts, err := s.execute(r.Context(), invs)
+	if err != nil {
+		s.cfg.Logger.Error("executing invocations", "invocations", len(invs), "err", err)
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable",
+			"the service could not record the invocations durably; nothing was recorded, retry later")
+		return
+	}
+	reply, err := message.Build(nil, rcpts)
+	if err != nil {
+		s.cfg.Logger.Error("building reply", "err", err)
+		writeError(w, http.StatusInternalServerError, "InternalError", "building the reply failed")
+		return
+	}
+	w.Header().Set("Content-Type", car.ContentType)
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, car.Encode([]ipld.Link{reply.Root().Link()}, reply.Blocks()))
+}
+
+// decodeMessage parses a CAR agent message into its invocations. It recovers
+// from panics in the decoders so hostile bytes cannot take the server down.
+func decodeMessage(body []byte) (invs []invocation.Invocation, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			invs, err = nil, errors.New("request body is not a valid ucanto agent message")
+		}
+	}()
+	roots, blocks, err := car.Decode(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("request body is not a valid CAR: %s", err)
+	}
+	if len(roots) != 1 {
+		return nil, fmt.Errorf("agent message must have exactly one root, found %d", len(roots))
+	}
+	bs, err := blockstore.NewBlockReader(blockstore.WithBlocksIterator(blocks))
+	if err != nil {
+		return nil, fmt.Errorf("request body is not a valid CAR: %s", err)
+	}
+	msg, err := message.NewMessage(roots[0], bs)
+	if err != nil {
+		return nil, fmt.Errorf("request body is not a ucanto agent message: %s", err)
+	}
+	for _, link := range msg.Invocations() {
+		inv, err := invocation.NewInvocationView(link, bs)
+		if err != nil {
+			return nil, fmt.Errorf("invocation %s cannot be read: %s", link, err)
+		}
+		invs = append(invs, inv)
+	}
+	if len(invs) == 0 {
+		return nil, errors.New("agent message holds no invocations")
+	}
+	return invs, nil
+}
+
+// execute runs the invocations and returns their receipts in order. It
+// honours the invariant "an ok receipt means the event is durable": events
+// are enqueued (one transaction for the whole message) before their receipts
+// are stored, and no receipt is returned unless both succeeded. An error
+// means nothing was acknowledged and the caller may retry the whole message.
+func (s *Server) execute(ctx context.Context, invs []invocation.Invocation) ([]receipt.AnyReceipt, error) {
+	outcomes := make([]outcome, len(invs))
+	workers := min(runtime.GOMAXPROCS(0), len(invs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				outcomes[i] = s.run(ctx, invs[i])
+			}
+		}()
+	}
+	for i := range invs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	var (
+		events []billing.Event
+		fresh  []receipt.AnyReceipt
+		rcpts  = make([]receipt.AnyReceipt, len(invs))
+	)
+	for i, o := range outcomes {
+		if o.err != nil {
+			return nil, o.err
+		}
+		rcpts[i] = o.receipt
+		if o.event != nil {
+			events = append(events, *o.event)
+			fresh = append(fresh, o.receipt)
+		}
+	}
+	if err := s.cfg.Queue.Enqueue(ctx, events...); err != nil {
+		return nil, fmt.Errorf("enqueueing %d events: %w", len(events), err)
+	}
+	if err := s.cfg.Receipts.Put(ctx, fresh...); err != nil {
+		return nil, fmt.Errorf("storing %d receipts: %w", len(fresh), err)
+	}
+	for _, o := range outcomes {
+		s.metrics.invocations.WithLabelValues(o.capability, o.result).Inc()
+	}
+	return rcpts, nil
+}

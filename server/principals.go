@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/principal"
+	edverifier "github.com/storacha/go-ucanto/principal/ed25519/verifier"
+	"github.com/storacha/go-ucanto/validator"
+)
+
+// parsePrincipal turns a did:key into a verifier (ed25519, what every ucanto
+// client signs with).
+func parsePrincipal(str string) (principal.Verifier, error) {
+	return edverifier.Parse(str)
+}
+
+// PrincipalResolver finds the did:key behind a gateway's did:web: first in a
+// static mapping (like Storacha's PRINCIPAL_MAPPING), then, when enabled, by
+// fetching https://<host>/.well-known/did.json, cached for a while.
+type PrincipalResolver struct {
+	static map[did.DID]did.DID
+	// fetch is nil when resolution over HTTP is off.
+	fetch *DIDWebFetcher
+
+	mu    sync.Mutex
+	cache map[did.DID]cachedKey
+}
+
+type cachedKey struct {
+	key     did.DID
+	expires time.Time
+}
+
+// DIDWebFetcher resolves did:web documents over HTTP.
+type DIDWebFetcher struct {
+	Client *http.Client
+	// TTL is how long a resolved key is trusted before it is fetched again.
+	TTL time.Duration
+	// DocumentURL maps a did:web host to its document's URL; nil is
+	// https://<host>/.well-known/did.json (tests point it at 127.0.0.1).
+	DocumentURL func(host string) string
+}
+
+// NewPrincipalResolver builds a resolver from a static mapping (did:web ->
+// did:key) and an optional fetcher (nil: no resolution over HTTP).
+func NewPrincipalResolver(static map[did.DID]did.DID, fetch *DIDWebFetcher) *PrincipalResolver {
+	if static == nil {
+		static = map[did.DID]did.DID{}
+	}
+	return &PrincipalResolver{static: static, fetch: fetch, cache: map[did.DID]cachedKey{}}
+}
+
+// ParsePrincipalMapping parses "did:web:gw.example=did:key:z6Mk..." pairs.
+func ParsePrincipalMapping(pairs []string) (map[did.DID]did.DID, error) {
+	m := map[did.DID]did.DID{}
+	for _, pair := range pairs {
+		from, to, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, fmt.Errorf("principal mapping %q: expected DID=did:key:...", pair)
+		}
+		fromDID, err := did.Parse(strings.TrimSpace(from))
+		if err != nil {
+			return nil, fmt.Errorf("principal mapping %q: %w", pair, err)
+		}
+		toDID, err := did.Parse(strings.TrimSpace(to))
+		if err != nil || !strings.HasPrefix(toDID.String(), "did:key:") {
+			return nil, fmt.Errorf("principal mapping %q: right side must be a did:key", pair)
+		}
+		m[fromDID] = toDID
+	}
+	return m, nil
+}
+
+// ResolveDIDKey implements the ucanto validator's principal resolver.
+func (r *PrincipalResolver) ResolveDIDKey(ctx context.Context, d did.DID) (did.DID, validator.UnresolvedDID) {
+	if key, ok := r.static[d]; ok {
+		return key, nil
+	}
+	if r.fetch == nil || !strings.HasPrefix(d.String(), "did:web:") {
+		return did.Undef, validator.NewDIDKeyResolutionError(d, fmt.Errorf("no key is known for %s: add a --principal-mapping", d))
+	}
+	r.mu.Lock()
+	c, ok := r.cache[d]
+	r.mu.Unlock()
+	if ok && time.Now().Before(c.expires) {
+		return c.key, nil
+	}
+	key, err := r.fetch.resolve(ctx, d)
+	if err != nil {
+		return did.Undef, validator.NewDIDKeyResolutionError(d, err)
+	}
+	r.mu.Lock()
+	r.cache[d] = cachedKey{key, time.Now().Add(r.fetch.TTL)}
+	r.mu.Unlock()
+	return key, nil
+}
+
+// maxDIDDocument bounds what is read from a remote DID document.
+const maxDIDDocument = 64 << 10
+
+func (f *DIDWebFetcher) resolve(ctx context.Context, d did.DID) (did.DID, error) {
+	// Only the bare-host form (a port escaped as %3A) is resolved; the
+	// path form (did:web:host:path) is not used by gateways.
+	raw := strings.TrimPrefix(d.String(), "did:web:")
+	host, err := url.PathUnescape(raw)
+	if err != nil || host == "" || strings.Contains(raw, ":") || strings.ContainsAny(host, "/?#@") {
+		return did.Undef, fmt.Errorf("%s is not a did:web this service can resolve", d)
+	}
+	docURL := "https://" + host + "/.well-known/did.json"
+	if f.DocumentURL != nil {
+		docURL = f.DocumentURL(host)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, docURL, nil)
+	if err != nil {
+		return did.Undef, fmt.Errorf("resolving %s: %w", d, err)
+	}
+	client := f.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return did.Undef, fmt.Errorf("resolving %s: fetching its DID document failed", d)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return did.Undef, fmt.Errorf("resolving %s: its DID document answered %d", d, res.StatusCode)
+	}
+	var doc DIDDocument
+	if err := json.NewDecoder(io.LimitReader(res.Body, maxDIDDocument)).Decode(&doc); err != nil {
+		return did.Undef, fmt.Errorf("resolving %s: its DID document is not valid JSON", d)
+	}
+	if doc.ID != d.String() {
+		return did.Undef, fmt.Errorf("resolving %s: its DID document is for %q", d, doc.ID)
+	}
+	for _, vm := range doc.VerificationMethod {
+		if strings.HasPrefix(vm.PublicKeyMultibase, "z6Mk") {
+			key, err := did.Parse("did:key:" + vm.PublicKeyMultibase)
+			if err == nil {
+				return key, nil
+			}
+		}
+	}
+	return did.Undef, fmt.Errorf("resolving %s: its DID document has no ed25519 key", d)
+}
+
+// DIDDocument is the subset of a W3C DID document egressd publishes and reads.
+type DIDDocument struct {
+	Context            []string             `json:"@context"`
+	ID                 string               `json:"id"`
+	VerificationMethod []VerificationMethod `json:"verificationMethod"`
+	AssertionMethod    []string             `json:"assertionMethod"`
+	Authentication     []string             `json:"authentication"`
+}
+
+// VerificationMethod is one key of a DID document.
+type VerificationMethod struct {
+	ID                 string `json:"id"`
+	Type               string `json:"type"`
+	Controller         string `json:"controller"`
+	PublicKeyMultibase string `json:"publicKeyMultibase"`
+}
+
+// NewDIDDocument describes a did:web identity backed by an ed25519 did:key.
+func NewDIDDocument(id, key did.DID) DIDDocument {
+	method := id.String() + "#owner"
+	return DIDDocument{
+		Context: []string{"https://w3id.org/did/v1"},
+		ID:      id.String(),
+		VerificationMethod: []VerificationMethod{{
+			ID:                 method,
+			Type:               "Ed25519VerificationKey2020",
+			Controller:         id.String(),
+			PublicKeyMultibase: strings.TrimPrefix(key.String(), "did:key:"),
+		}},
+		AssertionMethod: []string{method},
+		Authentication:  []string{method},
+	}
+}

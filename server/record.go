@@ -1,0 +1,144 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/storacha/go-ucanto/core/invocation"
+	"github.com/storacha/go-ucanto/core/receipt"
+	"github.com/storacha/go-ucanto/core/receipt/ran"
+	"github.com/storacha/go-ucanto/core/result"
+	"github.com/storacha/go-ucanto/validator"
+
+	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/customers"
+	"github.com/egressd/egressd/receipts"
+)
+
+// outcome is what running one invocation produced.
+type outcome struct {
+	receipt receipt.AnyReceipt
+	// event is set for a new, successful record: it must be queued before
+	// receipt is stored or returned.
+	event *billing.Event
+	// capability and result label the invocation in metrics.
+	capability, result string
+	// err is an internal failure (a store is down): the whole message fails
+	// with 503 so the gateway retries, instead of a receipt blaming the caller.
+	err error
+}
+
+// run validates and executes one invocation. It never panics: a panic in a
+// decoder or validator on hostile input becomes a failure receipt.
+func (s *Server) run(ctx context.Context, inv invocation.Invocation) (o outcome) {
+	o.capability = "unknown"
+	defer func() {
+		if r := recover(); r != nil {
+			s.cfg.Logger.Error("panic while running invocation", "invocation", inv.Link(), "panic", r)
+			o = s.fail(inv, o.capability, capabilities.Failure{FailureName: "InvalidInvocation", Message: "the invocation could not be processed"})
+		}
+	}()
+
+	caps := inv.Capabilities()
+	if len(caps) != 1 {
+		return s.fail(inv, o.capability, capabilities.Failure{FailureName: "InvocationCapabilityError",
+			Message: fmt.Sprintf("an invocation must hold exactly one capability, this one holds %d", len(caps))})
+	}
+	can := caps[0].Can()
+	parser, ok := capabilities.Parsers[can]
+	if !ok {
+		return s.fail(inv, o.capability, capabilities.Failure{FailureName: "HandlerNotFoundError",
+			Message: fmt.Sprintf("this service does not provide %q; it provides %q and %q", can, capabilities.UsageRecord, capabilities.EgressRecord)})
+	}
+	o.capability = can
+
+	// An invocation recorded before gets its stored receipt back and queues nothing.
+	stored, err := s.cfg.Receipts.Get(ctx, inv.Link().String())
+	switch {
+	case err == nil:
+		o.receipt, o.result = stored, "duplicate"
+		return o
+	case !errors.Is(err, receipts.ErrNotFound):
+		o.err = err
+		return o
+	}
+
+	audience := inv.Audience().DID().String()
+	if !slices.Contains(s.audiences, audience) {
+		return s.fail(inv, can, capabilities.Failure{FailureName: "InvalidAudience",
+			Message: fmt.Sprintf("invocation is addressed to %s, this service is %v", audience, s.audiences)})
+	}
+
+	// Check the caveats first: the validator would report bad ones buried
+	// in an Unauthorized message.
+	if _, err := capabilities.ReadCaveats(caps[0].Nb()); err != nil {
+		return s.fail(inv, can, capabilities.MalformedCaveats(can, err))
+	}
+
+	auth, aerr := validator.Access(ctx, inv, s.validationContext(parser))
+	if aerr != nil {
+		return s.fail(inv, can, capabilities.FromError(aerr))
+	}
+	space := auth.Capability().With()
+	nb := auth.Capability().Nb()
+
+	now := s.cfg.Now()
+	servedAt := nb.ServedTime()
+	if servedAt.After(now.Add(s.cfg.MaxAhead)) || servedAt.Before(now.Add(-s.cfg.MaxAge)) {
+		return s.fail(inv, can, capabilities.ServedAtOutOfRange(servedAt, now, s.cfg.MaxAge, s.cfg.MaxAhead))
+	}
+
+	providers := append([]string{audience}, s.audiences...)
+	customer, err := s.cfg.Customers.Customer(ctx, space, providers)
+	if errors.Is(err, customers.ErrNotFound) {
+		return s.fail(inv, can, capabilities.ConsumerNotFound(space))
+	}
+	if err != nil {
+		o.err = fmt.Errorf("looking up the customer of %s: %w", space, err)
+		return o
+	}
+
+	success := capabilities.NewRecordOK(space, nb, inv.Link())
+	rcpt, err := receipt.Issue(s.cfg.Signer, result.Ok[capabilities.RecordOK, capabilities.Failure](success), ran.FromInvocation(inv))
+	if err != nil {
+		o.err = fmt.Errorf("signing receipt: %w", err)
+		return o
+	}
+	o.receipt, o.result = rcpt, "ok"
+	o.event = &billing.Event{
+		Space:    space,
+		Customer: customer,
+		Resource: nb.Resource.String(),
+		Bytes:    nb.Bytes,
+		ServedAt: servedAt,
+		Cause:    inv.Link().String(),
+	}
+	return o
+}
+
+// fail issues a failure receipt for inv. Failure receipts are returned but not
+// stored, so the same invocation can succeed once its cause is fixed (for
+// example after the space is provisioned).
+func (s *Server) fail(inv invocation.Invocation, can string, f capabilities.Failure) outcome {
+	o := outcome{capability: can, result: f.FailureName}
+	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[capabilities.RecordOK, capabilities.Failure](f), ran.FromInvocation(inv))
+	return o
+}
+
+// validationContext assembles what the ucanto validator needs to check a
+// record invocation against this service.
+func (s *Server) validationContext(parser validator.CapabilityParser[capabilities.RecordCaveats]) validator.ValidationContext[capabilities.RecordCaveats] {
+	return validator.NewValidationContext(
+		s.cfg.Signer.Verifier(),
+		parser,
+		validator.IsSelfIssued,
+		func(context.Context, validator.Authorization[any]) validator.Revoked { return nil },
+		validator.ProofUnavailable,
+		parsePrincipal,
+		s.cfg.Principals.ResolveDIDKey,
+		validator.NotExpiredNotTooEarly,
+	)
+}

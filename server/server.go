@@ -1,0 +1,162 @@
+// Package server is egressd's HTTP face: it takes ucanto agent messages from
+// gateways, validates each record invocation, finds the paying customer,
+// queues the egress event, stores the signed receipt and replies; and it
+// serves receipts, the service identity, health and metrics.
+package server
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/principal"
+
+	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/customers"
+	"github.com/egressd/egressd/receipts"
+)
+
+// Defaults for the limits in Config.
+const (
+	DefaultMaxBodyBytes   = 8 << 20
+	DefaultMaxInvocations = 1000
+	DefaultMaxProofs      = 16
+	DefaultMaxAge         = 35 * 24 * time.Hour // Stripe's limit for meter event timestamps
+	DefaultMaxAhead       = 5 * time.Minute     // Stripe's limit for meter event timestamps
+)
+
+// Config is everything the server needs. Signer, Customers, Queue and
+// Receipts are required; the rest have defaults.
+type Config struct {
+	// Signer is the service identity that signs receipts; its DID (a did:key,
+	// or a did:web when wrapped) is the audience invocations must name.
+	Signer principal.Signer
+	// Aliases are other DIDs accepted as audience and as provider in
+	// consumer records (Storacha runs two provider DIDs).
+	Aliases []did.DID
+
+	Customers customers.Store
+	Queue     billing.Queue
+	Receipts  receipts.Store
+
+	// Principals maps did:web identities of gateways to their did:key.
+	Principals *PrincipalResolver
+
+	// MaxBodyBytes bounds a request body (413 past it).
+	MaxBodyBytes int64
+	// MaxInvocations bounds the invocations in one message (413 past it).
+	MaxInvocations int
+	// MaxAge and MaxAhead bound servedAt around now.
+	MaxAge, MaxAhead time.Duration
+
+	// Version is reported by GET /.
+	Version string
+	Logger  *slog.Logger
+	// Registry receives the server's metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Server is the egressd http.Handler.
+type Server struct {
+	cfg     Config
+	mux     *http.ServeMux
+	metrics *metrics
+	// audiences are the DIDs invocations may be addressed to, service first.
+	audiences []string
+}
+
+// New checks cfg, fills in defaults and builds the handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Signer == nil || cfg.Customers == nil || cfg.Queue == nil || cfg.Receipts == nil {
+		return nil, errMissingConfig
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxInvocations <= 0 {
+		cfg.MaxInvocations = DefaultMaxInvocations
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.MaxAhead <= 0 {
+		cfg.MaxAhead = DefaultMaxAhead
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Principals == nil {
+		cfg.Principals = NewPrincipalResolver(nil, nil)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.audiences = []string{cfg.Signer.DID().String()}
+	for _, a := range cfg.Aliases {
+		s.audiences = append(s.audiences, a.String())
+	}
+	s.metrics = newMetrics(cfg.Registry, cfg.Queue)
+
+	s.mux.HandleFunc("POST /{$}", s.handleInvoke)
+	s.mux.HandleFunc("GET /{$}", s.handleInfo)
+	s.mux.HandleFunc("GET /receipt/{cid}", s.handleReceipt)
+	s.mux.HandleFunc("GET /.well-known/did.json", s.handleDIDDocument)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	return s, nil
+}
+
+// ServeHTTP routes the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// Info is what GET / answers.
+type Info struct {
+	DID          string   `json:"did"`
+	Aliases      []string `json:"aliases,omitempty"`
+	Version      string   `json:"version"`
+	Capabilities []string `json:"capabilities"`
+}
+
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, Info{
+		DID:          s.audiences[0],
+		Aliases:      s.audiences[1:],
+		Version:      s.cfg.Version,
+		Capabilities: []string{capabilities.UsageRecord, capabilities.EgressRecord},
+	})
+}
+
+// httpError is the JSON body of every non-ucanto error response: the same
+// {name, message} shape as a failure in a receipt.
+type httpError struct {
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, name, message string) {
+	writeJSON(w, status, httpError{name, message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
