@@ -115,4 +115,3 @@ func TestAcknowledgedEventsSurviveSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d acknowledged invocations survived SIGKILL; %d events queued", len(acked), len(queued))
 }
-

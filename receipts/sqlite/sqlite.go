@@ -99,4 +99,3 @@ func (s *Store) Get(ctx context.Context, cid string) (receipt.AnyReceipt, error)
 	}
 	return rcpt, nil
 }
-
