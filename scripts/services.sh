@@ -329,6 +329,9 @@ cmd_stop() {
 	local names=("$@") name pid i
 	[ ${#names[@]} -gt 0 ] || names=("${ALL_SERVICES[@]}")
 	for name in "${names[@]}"; do
+		[ -n "$(cmd_token "$name")" ] || die "unknown service '$name' (known: ${ALL_SERVICES[*]})"
+	done
+	for name in "${names[@]}"; do
 		if pid="$(live_pid "$name")"; then
 			kill -TERM "$pid" 2>/dev/null || true
 			for ((i = 0; i < 100; i++)); do

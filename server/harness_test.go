@@ -30,7 +30,7 @@ import (
 
 // harness is a real egressd server on 127.0.0.1 over the embedded stores.
 type harness struct {
-	t         *testing.T
+	t         testing.TB
 	service   principal.Signer
 	customers *customersqlite.Store
 	queue     *billingsqlite.Queue
@@ -40,7 +40,7 @@ type harness struct {
 }
 
 // newHarness starts a server; edit tweaks the config before it is built.
-func newHarness(t *testing.T, edit func(*server.Config)) *harness {
+func newHarness(t testing.TB, edit func(*server.Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, service: newKey(t)}

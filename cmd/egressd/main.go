@@ -41,6 +41,7 @@ func main() {
 			delegateCommand(),
 			recordCommand(),
 			receiptCommand(),
+			benchCommand(),
 			versionCommand(),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },

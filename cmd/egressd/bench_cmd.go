@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/principal"
+	"github.com/storacha/go-ucanto/principal/ed25519/signer"
+
+	"github.com/egressd/egressd/bench"
+	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/client"
+)
+
+func benchCommand() *ffcli.Command {
+	var (
+		backend                       backendFlags
+		url, can, customer            string
+		n, concurrency, batch, spaces int
+		spaceKeys                     stringList
+	)
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	backend.register(fs)
+	fs.StringVar(&url, "url", "http://127.0.0.1:8080", "egressd URL to load")
+	fs.IntVar(&n, "n", 2000, "invocations to send")
+	fs.IntVar(&concurrency, "concurrency", 8, "concurrent clients")
+	fs.IntVar(&batch, "batch", 1, "invocations per request")
+	fs.IntVar(&spaces, "spaces", 10, "spaces to provision in --data-dir and spread the invocations over")
+	fs.Var(&spaceKeys, "space-key", "key (Mg...) of an already provisioned space to use instead of provisioning (repeatable)")
+	fs.StringVar(&customer, "customer", "did:mailto:bench.example:load", "customer of the provisioned spaces")
+	fs.StringVar(&can, "can", capabilities.EgressRecord, "capability to invoke")
+	return command("bench",
+		"egressd bench --url URL --data-dir DIR [--n 2000] [--concurrency 8] [--batch 1]",
+		"pre-sign invocations, send them, verify every receipt, print invocations/s and latency", fs,
+		func(ctx context.Context, args []string) error {
+			cl := client.New(url)
+			info, err := cl.Info(ctx)
+			if err != nil {
+				return err
+			}
+			service, err := did.Parse(info.DID)
+			if err != nil {
+				return err
+			}
+			serviceKey, err := cl.ServiceKey(ctx, service)
+			if err != nil {
+				return err
+			}
+			cfg := bench.Config{URL: url, Service: service, ServiceKey: serviceKey, N: n, Concurrency: concurrency, Batch: batch, Can: can}
+			if cfg.Spaces, err = benchSpaces(ctx, backend, spaceKeys, spaces, customer, service); err != nil {
+				return err
+			}
+			if cfg.Gateway, err = signer.Generate(); err != nil {
+				return err
+			}
+			fmt.Printf("signing %d invocations (%d per request)...\n", n, batch)
+			reqs, err := bench.Prepare(cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("sending with %d concurrent clients to %s\n", concurrency, url)
+			res := bench.Run(ctx, cfg, reqs)
+			fmt.Println(res)
+			if res.Failures > 0 {
+				return fmt.Errorf("%d invocations failed; first: %s", res.Failures, res.FirstFailure)
+			}
+			return nil
+		})
+}
+
+// benchSpaces returns the given provisioned spaces, or provisions new ones
+// in the embedded store.
+func benchSpaces(ctx context.Context, backend backendFlags, keys stringList, n int, customer string, provider did.DID) ([]principal.Signer, error) {
+	var out []principal.Signer
+	for _, k := range keys {
+		s, err := parseKey(k, "--space-key")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	if n <= 0 {
+		return nil, errors.New("--spaces must be at least 1")
+	}
+	store, closeStore, err := backend.openCustomers()
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	for range n {
+		s, err := signer.Generate()
+		if err != nil {
+			return nil, err
+		}
+		if err := store.Provision(ctx, s.DID().String(), customer, provider.String()); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
