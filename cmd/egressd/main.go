@@ -22,7 +22,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	root := &ffcli.Command{
+	root := rootCommand()
+	if err := root.ParseAndRun(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			if len(os.Args) < 2 {
+				fmt.Fprintln(os.Stderr, ffcli.DefaultUsageFunc(root))
+				os.Exit(2)
+			}
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "egressd:", err)
+		os.Exit(1)
+	}
+}
+
+// rootCommand is egressd and all its subcommands.
+func rootCommand() *ffcli.Command {
+	return &ffcli.Command{
 		Name:       "egressd",
 		ShortUsage: "egressd <subcommand> [flags]",
 		LongHelp: "egressd records egress served by content gateways (ucanto usage/record and\n" +
@@ -45,17 +61,6 @@ func main() {
 			versionCommand(),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
-	}
-	if err := root.ParseAndRun(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			if len(os.Args) < 2 {
-				fmt.Fprintln(os.Stderr, ffcli.DefaultUsageFunc(root))
-				os.Exit(2)
-			}
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "egressd:", err)
-		os.Exit(1)
 	}
 }
 
