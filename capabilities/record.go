@@ -5,7 +5,9 @@ package capabilities
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	ipldprime "github.com/ipld/go-ipld-prime"
@@ -51,9 +53,11 @@ func Schema() []byte { return recordSchema }
 
 // RecordCaveats are the caveats (nb) of a record invocation.
 type RecordCaveats struct {
-	Resource ipld.Link
-	Bytes    int64
-	ServedAt int64
+	// The JSON names matter: the validator renders capabilities as JSON in
+	// its failure messages, and callers know the caveats by these names.
+	Resource ipld.Link `json:"resource"`
+	Bytes    int64     `json:"bytes"`
+	ServedAt int64     `json:"servedAt"`
 }
 
 // ToIPLD encodes the caveats, so a client can invoke with them.
@@ -93,10 +97,17 @@ var caveatsReader = ucschema.Mapped(ucschema.Struct[RecordCaveats](caveatsType, 
 // ReadCaveats parses and checks caveats as they arrive in an invocation.
 func ReadCaveats(nb any) (RecordCaveats, error) {
 	c, f := caveatsReader.Read(nb)
-	if f != nil {
-		return c, f
+	if f == nil {
+		return c, nil
 	}
-	return c, nil
+	// checkCaveats names the field; the IPLD binder's own wording ("AssignFloat
+	// called on a Int node") would only puzzle a gateway operator.
+	for _, field := range []string{"resource: ", "bytes: ", "servedAt: "} {
+		if strings.HasPrefix(f.Error(), field) {
+			return c, f
+		}
+	}
+	return c, errors.New("caveats must be {resource: CID link, bytes: integer > 0, servedAt: integer >= 0}")
 }
 
 // spaceDID accepts only did:key resources: a space is always a key.

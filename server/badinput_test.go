@@ -91,7 +91,7 @@ func TestBadInvocationsGetNamedFailuresAndQueueNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			return inv
-		}, "HandlerNotFoundError", "does not provide"},
+		}, "HandlerNotFound", "does not provide"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

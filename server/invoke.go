@@ -21,6 +21,7 @@ import (
 	"github.com/storacha/go-ucanto/core/receipt"
 
 	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/capabilities"
 )
 
 // errMissingConfig is returned by New when a required store or the signer is missing.
@@ -53,20 +54,20 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "BadRequest", "reading request body failed")
 		return
 	}
-	invs, err := decodeMessage(body)
+	items, err := s.decodeMessage(body)
+	var tooMany errTooManyInvocations
+	if errors.As(err, &tooMany) {
+		writeError(w, http.StatusRequestEntityTooLarge, "TooManyInvocations", err.Error())
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "MalformedMessage", err.Error())
 		return
 	}
-	if len(invs) > s.cfg.MaxInvocations {
-		writeError(w, http.StatusRequestEntityTooLarge, "TooManyInvocations",
-			fmt.Sprintf("message holds %d invocations, the limit is %d", len(invs), s.cfg.MaxInvocations))
-		return
-	}
 
-	rcpts, err := s.execute(r.Context(), invs)
+	rcpts, err := s.execute(r.Context(), items)
 	if err != nil {
-		s.cfg.Logger.Error("executing invocations", "invocations", len(invs), "err", err)
+		s.cfg.Logger.Error("executing invocations", "invocations", len(items), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable",
 			"the service could not record the invocations durably; nothing was recorded, retry later")
 		return
@@ -82,12 +83,21 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, car.Encode([]ipld.Link{reply.Root().Link()}, reply.Blocks()))
 }
 
+// incoming is one invocation of a message, ready to run.
+type incoming struct {
+	link ipld.Link
+	// inv is the invocation over its own blocks; nil when refused.
+	inv invocation.Invocation
+	// refused is set when the invocation was refused before validation.
+	refused *capabilities.Failure
+}
+
 // decodeMessage parses a CAR agent message into its invocations. It recovers
 // from panics in the decoders so hostile bytes cannot take the server down.
-func decodeMessage(body []byte) (invs []invocation.Invocation, err error) {
+func (s *Server) decodeMessage(body []byte) (items []incoming, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			invs, err = nil, errors.New("request body is not a valid ucanto agent message")
+			items, err = nil, errors.New("request body is not a valid ucanto agent message")
 		}
 	}()
 	roots, blocks, err := car.Decode(bytes.NewReader(body))
@@ -105,17 +115,34 @@ func decodeMessage(body []byte) (invs []invocation.Invocation, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("request body is not a ucanto agent message: %s", err)
 	}
-	for _, link := range msg.Invocations() {
-		inv, err := invocation.NewInvocationView(link, bs)
-		if err != nil {
-			return nil, fmt.Errorf("invocation %s cannot be read: %s", link, err)
-		}
-		invs = append(invs, inv)
-	}
-	if len(invs) == 0 {
+	links := msg.Invocations()
+	if len(links) == 0 {
 		return nil, errors.New("agent message holds no invocations")
 	}
-	return invs, nil
+	if len(links) > s.cfg.MaxInvocations {
+		return nil, errTooManyInvocations{len(links), s.cfg.MaxInvocations}
+	}
+	for _, link := range links {
+		item := incoming{link: link}
+		if item.refused = checkProofTree(link, bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth); item.refused == nil {
+			inv, err := invocation.NewInvocationView(link, bs)
+			if err == nil {
+				inv, err = ownBlocks(inv)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("invocation %s cannot be read: %s", link, err)
+			}
+			item.inv = inv
+		}
+		items = append(items, item)
+	}
+	return items, nil
+}
+
+type errTooManyInvocations struct{ n, max int }
+
+func (e errTooManyInvocations) Error() string {
+	return fmt.Sprintf("message holds %d invocations, the limit is %d", e.n, e.max)
 }
 
 // execute runs the invocations and returns their receipts in order. It
@@ -123,9 +150,9 @@ func decodeMessage(body []byte) (invs []invocation.Invocation, err error) {
 // are enqueued (one transaction for the whole message) before their receipts
 // are stored, and no receipt is returned unless both succeeded. An error
 // means nothing was acknowledged and the caller may retry the whole message.
-func (s *Server) execute(ctx context.Context, invs []invocation.Invocation) ([]receipt.AnyReceipt, error) {
-	outcomes := make([]outcome, len(invs))
-	workers := min(runtime.GOMAXPROCS(0), len(invs))
+func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyReceipt, error) {
+	outcomes := make([]outcome, len(items))
+	workers := min(runtime.GOMAXPROCS(0), len(items))
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
@@ -133,11 +160,11 @@ func (s *Server) execute(ctx context.Context, invs []invocation.Invocation) ([]r
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				outcomes[i] = s.run(ctx, invs[i])
+				outcomes[i] = s.run(ctx, items[i])
 			}
 		}()
 	}
-	for i := range invs {
+	for i := range items {
 		next <- i
 	}
 	close(next)
@@ -146,7 +173,7 @@ func (s *Server) execute(ctx context.Context, invs []invocation.Invocation) ([]r
 	var (
 		events []billing.Event
 		fresh  []receipt.AnyReceipt
-		rcpts  = make([]receipt.AnyReceipt, len(invs))
+		rcpts  = make([]receipt.AnyReceipt, len(items))
 	)
 	for i, o := range outcomes {
 		if o.err != nil {

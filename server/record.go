@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/storacha/go-ucanto/core/invocation"
+	"github.com/storacha/go-ucanto/core/ipld"
 	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/core/receipt/ran"
 	"github.com/storacha/go-ucanto/core/result"
@@ -33,12 +34,16 @@ type outcome struct {
 
 // run validates and executes one invocation. It never panics: a panic in a
 // decoder or validator on hostile input becomes a failure receipt.
-func (s *Server) run(ctx context.Context, inv invocation.Invocation) (o outcome) {
+func (s *Server) run(ctx context.Context, item incoming) (o outcome) {
 	o.capability = "unknown"
+	if item.refused != nil {
+		return s.failLink(item.link, o.capability, *item.refused)
+	}
+	inv := item.inv
 	defer func() {
 		if r := recover(); r != nil {
 			s.cfg.Logger.Error("panic while running invocation", "invocation", inv.Link(), "panic", r)
-			o = s.fail(inv, o.capability, capabilities.Failure{FailureName: "InvalidInvocation", Message: "the invocation could not be processed"})
+			o = s.failLink(inv.Link(), o.capability, capabilities.Failure{FailureName: "InvalidInvocation", Message: "the invocation could not be processed"})
 		}
 	}()
 
@@ -50,7 +55,7 @@ func (s *Server) run(ctx context.Context, inv invocation.Invocation) (o outcome)
 	can := caps[0].Can()
 	parser, ok := capabilities.Parsers[can]
 	if !ok {
-		return s.fail(inv, o.capability, capabilities.Failure{FailureName: "HandlerNotFoundError",
+		return s.fail(inv, o.capability, capabilities.Failure{FailureName: "HandlerNotFound",
 			Message: fmt.Sprintf("this service does not provide %q; it provides %q and %q", can, capabilities.UsageRecord, capabilities.EgressRecord)})
 	}
 	o.capability = can
@@ -70,6 +75,11 @@ func (s *Server) run(ctx context.Context, inv invocation.Invocation) (o outcome)
 	if !slices.Contains(s.audiences, audience) {
 		return s.fail(inv, can, capabilities.Failure{FailureName: "InvalidAudience",
 			Message: fmt.Sprintf("invocation is addressed to %s, this service is %v", audience, s.audiences)})
+	}
+
+	if s.trusted != nil && !s.trusted[inv.Issuer().DID().String()] {
+		return s.fail(inv, can, capabilities.Failure{FailureName: "UntrustedIssuer",
+			Message: fmt.Sprintf("%s is not a trusted gateway of this service", inv.Issuer().DID())})
 	}
 
 	// Check the caveats first: the validator would report bad ones buried
@@ -125,6 +135,14 @@ func (s *Server) run(ctx context.Context, inv invocation.Invocation) (o outcome)
 func (s *Server) fail(inv invocation.Invocation, can string, f capabilities.Failure) outcome {
 	o := outcome{capability: can, result: f.FailureName}
 	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[capabilities.RecordOK, capabilities.Failure](f), ran.FromInvocation(inv))
+	return o
+}
+
+// failLink issues a failure receipt naming the invocation only by its link,
+// for invocations refused before their blocks were trusted to be read.
+func (s *Server) failLink(link ipld.Link, can string, f capabilities.Failure) outcome {
+	o := outcome{capability: can, result: f.FailureName}
+	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[capabilities.RecordOK, capabilities.Failure](f), ran.FromLink(link))
 	return o
 }
 

@@ -25,7 +25,8 @@ import (
 const (
 	DefaultMaxBodyBytes   = 8 << 20
 	DefaultMaxInvocations = 1000
-	DefaultMaxProofs      = 16
+	DefaultMaxProofs      = 32
+	DefaultMaxDepth       = 8
 	DefaultMaxAge         = 35 * 24 * time.Hour // Stripe's limit for meter event timestamps
 	DefaultMaxAhead       = 5 * time.Minute     // Stripe's limit for meter event timestamps
 )
@@ -46,11 +47,19 @@ type Config struct {
 
 	// Principals maps did:web identities of gateways to their did:key.
 	Principals *PrincipalResolver
+	// TrustedIssuers, when not empty, are the only DIDs whose invocations are
+	// accepted, even with a valid delegation from the space: an operator's
+	// gateways, so a space owner cannot record egress through another agent.
+	TrustedIssuers []did.DID
 
 	// MaxBodyBytes bounds a request body (413 past it).
 	MaxBodyBytes int64
 	// MaxInvocations bounds the invocations in one message (413 past it).
 	MaxInvocations int
+	// MaxProofs bounds the proofs under one invocation, counted as the
+	// validator would walk them, and MaxDelegationDepth the length of a
+	// delegation chain; past either the invocation fails with ProofLimitExceeded.
+	MaxProofs, MaxDelegationDepth int
 	// MaxAge and MaxAhead bound servedAt around now.
 	MaxAge, MaxAhead time.Duration
 
@@ -70,6 +79,8 @@ type Server struct {
 	metrics *metrics
 	// audiences are the DIDs invocations may be addressed to, service first.
 	audiences []string
+	// trusted is the set of TrustedIssuers; nil accepts any issuer.
+	trusted map[string]bool
 }
 
 // New checks cfg, fills in defaults and builds the handler.
@@ -82,6 +93,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxInvocations <= 0 {
 		cfg.MaxInvocations = DefaultMaxInvocations
+	}
+	if cfg.MaxProofs <= 0 {
+		cfg.MaxProofs = DefaultMaxProofs
+	}
+	if cfg.MaxDelegationDepth <= 0 {
+		cfg.MaxDelegationDepth = DefaultMaxDepth
 	}
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = DefaultMaxAge
@@ -105,6 +122,12 @@ func New(cfg Config) (*Server, error) {
 	s.audiences = []string{cfg.Signer.DID().String()}
 	for _, a := range cfg.Aliases {
 		s.audiences = append(s.audiences, a.String())
+	}
+	if len(cfg.TrustedIssuers) > 0 {
+		s.trusted = map[string]bool{}
+		for _, d := range cfg.TrustedIssuers {
+			s.trusted[d.String()] = true
+		}
 	}
 	s.metrics = newMetrics(cfg.Registry, cfg.Queue)
 
