@@ -123,18 +123,11 @@ func (s *Server) decodeMessage(body []byte) (items []incoming, err error) {
 		return nil, errTooManyInvocations{len(links), s.cfg.MaxInvocations}
 	}
 	for _, link := range links {
-		item := incoming{link: link}
-		if item.refused = checkProofTree(link, bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth); item.refused == nil {
-			inv, err := invocation.NewInvocationView(link, bs)
-			if err == nil {
-				inv, err = ownBlocks(inv)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("invocation %s cannot be read: %s", link, err)
-			}
-			item.inv = inv
+		inv, refused, err := invocationBlocks(link, bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth)
+		if err != nil {
+			return nil, fmt.Errorf("invocation %s cannot be read: %s", link, err)
 		}
-		items = append(items, item)
+		items = append(items, incoming{link: link, inv: inv, refused: refused})
 	}
 	return items, nil
 }

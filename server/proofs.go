@@ -11,12 +11,20 @@ import (
 	"github.com/egressd/egressd/capabilities"
 )
 
-// checkProofTree walks the proofs under an invocation without following the
-// same path twice as the ucanto validator would, and refuses trees that are
-// too deep or too large before any signature is checked. A proof DAG can
-// reference one delegation from many places, so the walk counts visits, not
-// distinct delegations: that is the work the validator would do.
-func checkProofTree(root ipld.Link, bs blockstore.BlockReader, maxProofs, maxDepth int) *capabilities.Failure {
+// invocationBlocks walks the proofs under an invocation the way the ucanto
+// validator would and returns the invocation over only its own blocks
+// (itself and its proofs). Trees that are too deep or too large are refused
+// before any signature is checked: a proof DAG can reference one delegation
+// from many places, so the walk counts visits, the work the validator would do.
+//
+// Viewing each invocation over its own blocks also matters for speed: the
+// validator copies an invocation's blockstore for every proof it resolves,
+// which over a whole 100-invocation message is quadratic.
+func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, maxDepth int) (invocation.Invocation, *capabilities.Failure, error) {
+	own, err := blockstore.NewBlockStore()
+	if err != nil {
+		return nil, nil, err
+	}
 	type node struct {
 		link  ipld.Link
 		depth int
@@ -26,37 +34,33 @@ func checkProofTree(root ipld.Link, bs blockstore.BlockReader, maxProofs, maxDep
 	for len(stack) > 0 {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if _, ok, _ := bs.Get(n.link); !ok {
+		blk, ok, _ := msg.Get(n.link)
+		if !ok {
 			continue // not in the message: the validator reports it as unavailable
 		}
-		dlg, err := delegation.NewDelegationView(n.link, bs)
+		if err := own.Put(blk); err != nil {
+			return nil, nil, err
+		}
+		dlg, err := delegation.NewDelegation(blk, msg)
 		if err != nil {
+			if n.depth == 0 {
+				return nil, nil, err
+			}
 			continue // not a delegation: the validator reports it
 		}
 		for _, p := range dlg.Proofs() {
 			if n.depth+1 > maxDepth {
-				return &capabilities.Failure{FailureName: "ProofLimitExceeded",
-					Message: fmt.Sprintf("delegation chain is deeper than %d", maxDepth)}
+				return nil, &capabilities.Failure{FailureName: "ProofLimitExceeded",
+					Message: fmt.Sprintf("delegation chain is deeper than %d", maxDepth)}, nil
 			}
 			visits++
 			if visits > maxProofs {
-				return &capabilities.Failure{FailureName: "ProofLimitExceeded",
-					Message: fmt.Sprintf("invocation carries more than %d proofs", maxProofs)}
+				return nil, &capabilities.Failure{FailureName: "ProofLimitExceeded",
+					Message: fmt.Sprintf("invocation carries more than %d proofs", maxProofs)}, nil
 			}
 			stack = append(stack, node{p, n.depth + 1})
 		}
 	}
-	return nil
-}
-
-// ownBlocks returns the invocation viewed over only its own blocks (itself
-// and its proofs). The validator copies an invocation's blockstore for every
-// proof it resolves; over the whole message that is quadratic in the number
-// of invocations per message.
-func ownBlocks(inv invocation.Invocation) (invocation.Invocation, error) {
-	bs, err := blockstore.NewBlockReader(blockstore.WithBlocksIterator(inv.Export()))
-	if err != nil {
-		return nil, err
-	}
-	return invocation.NewInvocationView(inv.Link(), bs)
+	inv, err := invocation.NewInvocationView(root, own)
+	return inv, nil, err
 }

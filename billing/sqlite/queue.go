@@ -47,9 +47,10 @@ type QueueOptions struct {
 
 // Queue is the durable event queue of the embedded backend.
 type Queue struct {
-	db   *sql.DB
-	opts QueueOptions
-	now  func() time.Time
+	db     *sql.DB
+	writes *sqlitedb.Committer
+	opts   QueueOptions
+	now    func() time.Time
 }
 
 var _ billing.Queue = (*Queue)(nil)
@@ -69,38 +70,44 @@ func OpenQueue(dataDir string, opts QueueOptions) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{db: db, opts: opts, now: time.Now}, nil
+	return &Queue{db: db, writes: sqlitedb.NewCommitter(db), opts: opts, now: time.Now}, nil
 }
 
-// Close releases the database.
-func (q *Queue) Close() error { return q.db.Close() }
+// Close finishes pending writes and releases the database.
+func (q *Queue) Close() error {
+	q.writes.Close()
+	return q.db.Close()
+}
 
-// Enqueue stores all events in one transaction (one fsync).
+// Enqueue stores all events in one transaction, shared with concurrent
+// callers (group commit), so concurrent requests share one fsync.
 func (q *Queue) Enqueue(ctx context.Context, events ...billing.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	tx, err := q.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
-	defer tx.Rollback()
-	now := q.now().UnixMilli()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
-	defer stmt.Close()
-	for _, ev := range events {
+	bodies := make([][]byte, len(events))
+	for i, ev := range events {
 		body, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("enqueue: encoding event: %w", err)
 		}
-		if _, err := stmt.ExecContext(ctx, body, now, now); err != nil {
-			return fmt.Errorf("enqueue: %w", err)
-		}
+		bodies[i] = body
 	}
-	if err := tx.Commit(); err != nil {
+	now := q.now().UnixMilli()
+	err := q.writes.Do(func(tx *sql.Tx) error {
+		stmt, err := tx.Prepare(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, body := range bodies {
+			if _, err := stmt.Exec(body, now, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
 	return nil

@@ -26,7 +26,10 @@ CREATE INDEX IF NOT EXISTS receipt_by_cid ON receipt (receipt);
 `
 
 // Store is the embedded receipts.Store.
-type Store struct{ db *sql.DB }
+type Store struct {
+	db     *sql.DB
+	writes *sqlitedb.Committer
+}
 
 var _ receipts.Store = (*Store)(nil)
 
@@ -36,11 +39,14 @@ func Open(dataDir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, writes: sqlitedb.NewCommitter(db)}, nil
 }
 
-// Close releases the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close finishes pending writes and releases the database.
+func (s *Store) Close() error {
+	s.writes.Close()
+	return s.db.Close()
+}
 
 // Put stores the receipts in one transaction; an invocation that already has
 // a receipt keeps the first one.
@@ -60,22 +66,21 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 		}
 		rows = append(rows, row{r.Ran().Link().String(), r.Root().Link().String(), archive})
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("storing receipts: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO receipt (invocation, receipt, archive) VALUES (?, ?, ?) ON CONFLICT (invocation) DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("storing receipts: %w", err)
-	}
-	defer stmt.Close()
-	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, r.inv, r.rcpt, r.archive); err != nil {
-			return fmt.Errorf("storing receipt for %s: %w", r.inv, err)
+	// Receipts of concurrent requests share one transaction (group commit).
+	err := s.writes.Do(func(tx *sql.Tx) error {
+		stmt, err := tx.Prepare(`INSERT INTO receipt (invocation, receipt, archive) VALUES (?, ?, ?) ON CONFLICT (invocation) DO NOTHING`)
+		if err != nil {
+			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		defer stmt.Close()
+		for _, r := range rows {
+			if _, err := stmt.Exec(r.inv, r.rcpt, r.archive); err != nil {
+				return fmt.Errorf("receipt for %s: %w", r.inv, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("storing receipts: %w", err)
 	}
 	return nil
