@@ -160,7 +160,10 @@ func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, er
 	if err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}
-	var msgs []billing.Message
+	var (
+		msgs     []billing.Message
+		unusable []int64
+	)
 	for rows.Next() {
 		var (
 			id       int64
@@ -173,8 +176,9 @@ func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, er
 		}
 		msg := billing.Message{ID: strconv.FormatInt(id, 10), Receives: receives}
 		if err := json.Unmarshal(body, &msg.Event); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("receive: decoding message %d: %w", id, err)
+			// One unreadable row must not stall every batch after it.
+			unusable = append(unusable, id)
+			continue
 		}
 		msgs = append(msgs, msg)
 	}
@@ -182,10 +186,26 @@ func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, er
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}
+	for _, id := range unusable {
+		if err := deadLetter(ctx, tx, id, now); err != nil {
+			return nil, fmt.Errorf("receive: dead-lettering unreadable message %d: %w", id, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}
 	return msgs, nil
+}
+
+// deadLetter moves one message to the dead-letter table.
+func deadLetter(ctx context.Context, tx *sql.Tx, id, now int64) error {
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO dead_letter (id, body, receives, enqueued_at, dead_at)
+		SELECT id, body, receives, enqueued_at, ? FROM queue WHERE id = ?`, now, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM queue WHERE id = ?`, id)
+	return err
 }
 
 // Extend moves a leased message's visibility d past now.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"time"
 
 	"github.com/egressd/egressd/billing"
 	billingsqlite "github.com/egressd/egressd/billing/sqlite"
@@ -15,6 +16,9 @@ import (
 // backendFlags choose where egressd keeps its data.
 type backendFlags struct {
 	dataDir string
+	// queueVisibility is the queue's lease on a received message; commands
+	// that run a worker set it from --queue-visibility, zero is the default.
+	queueVisibility time.Duration
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
@@ -25,6 +29,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 type backend struct {
 	Customers customers.Store
 	Queue     billing.Queue
+	Ledger    billing.Ledger
 	Receipts  receipts.Store
 	closers   []func() error
 }
@@ -57,13 +62,21 @@ func (f *backendFlags) open() (*backend, error) {
 	b.Customers = cs
 	b.closers = append(b.closers, closeCustomers)
 
-	q, err := billingsqlite.OpenQueue(f.dataDir, billingsqlite.QueueOptions{})
+	q, err := billingsqlite.OpenQueue(f.dataDir, billingsqlite.QueueOptions{Visibility: f.queueVisibility})
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
 	b.Queue = q
 	b.closers = append(b.closers, q.Close)
+
+	l, err := billingsqlite.OpenLedger(f.dataDir)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.Ledger = l
+	b.closers = append(b.closers, l.Close)
 
 	rs, err := receiptsqlite.Open(f.dataDir)
 	if err != nil {

@@ -23,7 +23,9 @@ import (
 // got an ok receipt still has its receipt and its queued event.
 func TestAcknowledgedEventsSurviveSIGKILL(t *testing.T) {
 	data := t.TempDir()
-	srv := startServe(t, data)
+	// No in-process billing worker: it would take the events off the queue
+	// this test inspects.
+	srv := startServe(t, data, "--worker=false")
 	serviceDID, _ := did.Parse(strings.TrimSpace(run(t, "id", "--data-dir", data)))
 
 	space, _ := signer.Generate()

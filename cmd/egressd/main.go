@@ -50,6 +50,9 @@ func rootCommand() *ffcli.Command {
 		FlagSet: flag.NewFlagSet("egressd", flag.ContinueOnError),
 		Subcommands: []*ffcli.Command{
 			serveCommand(),
+			workerCommand(),
+			billingCommand(),
+			usageCommand(),
 			idCommand(),
 			provisionCommand(),
 			customerCommand(),

@@ -40,10 +40,25 @@ func egressdBinary(t *testing.T) string {
 	return path
 }
 
+// isolatedEnv is the test's environment without anything that would steer
+// egressd elsewhere: a developer's STRIPE_SECRET_KEY must never reach real
+// Stripe from a test, and EGRESSD_* settings must not change what is tested.
+func isolatedEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "STRIPE_SECRET_KEY=") || strings.HasPrefix(kv, "EGRESSD_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
 // run runs an egressd subcommand to completion and returns its stdout.
 func run(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(egressdBinary(t), args...)
+	cmd.Env = isolatedEnv()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -57,6 +72,7 @@ func run(t *testing.T, args ...string) string {
 func runFails(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(egressdBinary(t), args...)
+	cmd.Env = isolatedEnv()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil {
@@ -78,6 +94,7 @@ func startServe(t *testing.T, dataDir string, extra ...string) *serveProcess {
 	t.Helper()
 	args := append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(egressdBinary(t), args...)
+	cmd.Env = isolatedEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/storacha/go-ucanto/did"
 
+	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/server"
 )
 
@@ -41,6 +42,10 @@ type serveFlags struct {
 	shutdownTimeout   time.Duration
 	logFormat         string
 	logLevel          string
+
+	worker       bool
+	stripe       stripeFlags
+	workerTuning workerFlags
 }
 
 func serveCommand() *ffcli.Command {
@@ -65,6 +70,9 @@ func serveCommand() *ffcli.Command {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for requests in flight on SIGTERM")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&f.worker, "worker", true, "run the billing worker in this process; set false when egressd worker sidecars do the billing")
+	f.stripe.register(fs)
+	f.workerTuning.register(fs)
 	return command("serve",
 		"egressd serve [--data-dir DIR] [--listen ADDR] [--did did:web:...] [--key Mg...] [flags]",
 		"run the service (and, with billing, its worker)", fs,
@@ -115,6 +123,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		fetcher = &server.DIDWebFetcher{Client: &http.Client{Timeout: 5 * time.Second}, TTL: f.didWebTTL}
 	}
 
+	f.backend.queueVisibility = f.workerTuning.visibility
 	b, err := f.backend.open()
 	if err != nil {
 		return err
@@ -141,6 +150,18 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	// The worker comes after the server: they share the registry, and the
+	// server owns the queue-depth series.
+	var worker *billing.Worker
+	if f.worker {
+		reporter, err := f.stripe.reporter(log)
+		if err != nil {
+			return err
+		}
+		if worker, err = f.workerTuning.newWorker(b, reporter, log, reg); err != nil {
+			return err
+		}
+	}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -158,6 +179,21 @@ func runServe(ctx context.Context, f serveFlags) error {
 	log.Info("egressd listening", "addr", ln.Addr().String(), "did", signer.DID().String(), "data_dir", f.backend.dataDir, "version", version)
 	// The line below is for people and scripts: it names the address actually bound.
 	fmt.Printf("egressd %s listening on http://%s\n", signer.DID(), ln.Addr())
+
+	// The worker stops with the server, whichever way the server stops,
+	// and finishes (or hands back) its events before the stores close.
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	workerDone := make(chan struct{})
+	if worker != nil {
+		go func() {
+			defer close(workerDone)
+			if err := worker.Run(workerCtx); err != nil {
+				log.Error("billing worker stopped", "err", err)
+			}
+		}()
+		defer func() { stopWorker(); <-workerDone }()
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(ln) }()

@@ -1,0 +1,141 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is where an event stands in the ledger.
+type State string
+
+// The ledger states. Every recorded event is in exactly one of them, and no
+// event ever leaves the ledger: an operator can always see what was billed,
+// what was not and why.
+const (
+	// Pending: recorded and counted, not yet settled with Stripe.
+	Pending State = "pending"
+	// Reported: Stripe accepted the meter event. Final.
+	Reported State = "reported"
+	// Unbillable: it cannot be billed as things stand (no Stripe account,
+	// no Stripe key, rejected by Stripe as invalid); redrive once fixed.
+	Unbillable State = "unbillable"
+	// Failed: Stripe stayed unreachable for every try (the dead-letter
+	// state); redrive once Stripe is back.
+	Failed State = "failed"
+)
+
+// States lists every state in the order reports show them.
+var States = []State{Pending, Reported, Unbillable, Failed}
+
+// ParseState checks s names a state.
+func ParseState(s string) (State, error) {
+	for _, st := range States {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("unknown ledger state %q (want one of %v)", s, States)
+}
+
+// Reasons the worker writes for unbillable events.
+const (
+	ReasonNoAccount = "no Stripe account"
+	ReasonNoKey     = "no Stripe key"
+)
+
+// ErrNotFound means the ledger has no entry for the cause asked for.
+var ErrNotFound = errors.New("billing: no ledger entry")
+
+// Entry is one event in the ledger with how it was settled.
+type Entry struct {
+	Event
+	State State
+	// Reason says why an entry is unbillable or failed; empty otherwise.
+	Reason     string
+	RecordedAt time.Time
+	UpdatedAt  time.Time
+}
+
+// EntryFilter selects entries, for redrive and reports. Zero fields match all.
+type EntryFilter struct {
+	States   []State
+	Customer string
+	// After is a cause: only entries ordered after it are returned, so a
+	// caller can page through a large ledger (entries come ordered by cause).
+	After string
+	// Limit bounds one page; zero means 100.
+	Limit int
+}
+
+// UsageFilter selects monthly totals and state counts.
+type UsageFilter struct {
+	// Month is YYYY-MM (UTC, of servedAt); required.
+	Month string
+	// Customer narrows to one customer; empty is all.
+	Customer string
+}
+
+// Usage is a monthly total of one customer's egress from one space.
+type Usage struct {
+	Customer string `json:"customer"`
+	Space    string `json:"space"`
+	Month    string `json:"month"`
+	Bytes    int64  `json:"bytes"`
+	Events   int64  `json:"events"`
+}
+
+// Ledger remembers every event by its cause so that each is counted and
+// billed exactly once. It is deliberately small: an SQLite implementation
+// does each write in one transaction, and a DynamoDB one can do Record as a
+// single TransactWriteItems (a conditional put on the events table plus an
+// ADD on the monthly table) and Mark as a conditional update.
+type Ledger interface {
+	// Record inserts ev as Pending and adds its bytes and one event to the
+	// monthly total of its customer, space and month, all in one
+	// transaction. If the cause is already in the ledger nothing changes and
+	// Record returns the stored entry with isNew false.
+	Record(ctx context.Context, ev Event) (entry Entry, isNew bool, err error)
+	// Mark moves an entry to state with reason. A Reported entry is final:
+	// marking it again changes nothing, so a slow duplicate can never undo a
+	// success. ErrNotFound when the cause was never recorded.
+	Mark(ctx context.Context, cause string, state State, reason string) error
+	// Entries lists entries matching f, ordered by cause.
+	Entries(ctx context.Context, f EntryFilter) ([]Entry, error)
+	// Usage returns the monthly totals matching f, by customer then space.
+	Usage(ctx context.Context, f UsageFilter) ([]Usage, error)
+	// Count returns how many entries of f's month (and customer) are in each state.
+	Count(ctx context.Context, f UsageFilter) (map[State]int64, error)
+}
+
+// Month is the billing month of t: YYYY-MM in UTC.
+func Month(t time.Time) string { return t.UTC().Format("2006-01") }
+
+// ParseMonth checks s is a YYYY-MM month.
+func ParseMonth(s string) (string, error) {
+	t, err := time.Parse("2006-01", s)
+	if err != nil {
+		return "", fmt.Errorf("month %q: expected YYYY-MM", s)
+	}
+	return t.Format("2006-01"), nil
+}
+
+// Validate rejects events that cannot be ledgered or billed. The server
+// never queues such events; this guards the worker against a corrupt or
+// foreign queue message.
+func (e Event) Validate() error {
+	switch {
+	case e.Cause == "":
+		return errors.New("event has no cause")
+	case e.Customer == "":
+		return fmt.Errorf("event %s has no customer", e.Cause)
+	case e.Space == "":
+		return fmt.Errorf("event %s has no space", e.Cause)
+	case e.Bytes <= 0:
+		return fmt.Errorf("event %s has %d bytes, want > 0", e.Cause, e.Bytes)
+	case e.ServedAt.IsZero():
+		return fmt.Errorf("event %s has no servedAt", e.Cause)
+	}
+	return nil
+}

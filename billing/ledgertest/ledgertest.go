@@ -1,0 +1,255 @@
+// Package ledgertest is the conformance suite every billing.Ledger must
+// pass: the embedded SQLite ledger now, a DynamoDB one later.
+package ledgertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/egressd/egressd/billing"
+)
+
+// Run runs the suite; open returns a new, empty ledger for each subtest.
+func Run(t *testing.T, open func(t *testing.T) billing.Ledger) {
+	tests := map[string]func(*testing.T, billing.Ledger){
+		"RecordOnce":           testRecordOnce,
+		"MonthlyTotals":        testMonthlyTotals,
+		"ConcurrentDuplicates": testConcurrentDuplicates,
+		"Mark":                 testMark,
+		"Entries":              testEntries,
+		"InvalidEvent":         testInvalidEvent,
+	}
+	for name, test := range tests {
+		t.Run(name, func(t *testing.T) { test(t, open(t)) })
+	}
+}
+
+var (
+	jan31 = time.Date(2025, 1, 31, 23, 59, 59, 0, time.UTC)
+	feb1  = time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func event(cause, customer, space string, bytes int64, at time.Time) billing.Event {
+	return billing.Event{Space: space, Customer: customer, Resource: "bafkreires", Bytes: bytes, ServedAt: at, Cause: cause}
+}
+
+func record(t *testing.T, l billing.Ledger, ev billing.Event) (billing.Entry, bool) {
+	t.Helper()
+	e, isNew, err := l.Record(context.Background(), ev)
+	if err != nil {
+		t.Fatalf("Record(%s): %v", ev.Cause, err)
+	}
+	return e, isNew
+}
+
+func usage(t *testing.T, l billing.Ledger, month, customer string) []billing.Usage {
+	t.Helper()
+	u, err := l.Usage(context.Background(), billing.UsageFilter{Month: month, Customer: customer})
+	if err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	return u
+}
+
+func testRecordOnce(t *testing.T, l billing.Ledger) {
+	ev := event("bafy-once", "did:mailto:a", "did:key:s1", 100, jan31)
+	e, isNew := record(t, l, ev)
+	if !isNew || e.State != billing.Pending || e.Cause != ev.Cause || e.Bytes != 100 {
+		t.Fatalf("first Record = %+v, new %v; want a new pending entry", e, isNew)
+	}
+	again := ev
+	again.Bytes = 999 // a duplicate never changes what was counted
+	e, isNew = record(t, l, again)
+	if isNew || e.Bytes != 100 || e.State != billing.Pending {
+		t.Fatalf("second Record = %+v, new %v; want the stored entry, not new", e, isNew)
+	}
+	if !e.ServedAt.Equal(jan31) {
+		t.Fatalf("stored servedAt %v, want %v", e.ServedAt, jan31)
+	}
+	got := usage(t, l, "2025-01", "")
+	want := []billing.Usage{{Customer: "did:mailto:a", Space: "did:key:s1", Month: "2025-01", Bytes: 100, Events: 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("usage after a duplicate = %+v, want %+v", got, want)
+	}
+}
+
+func testMonthlyTotals(t *testing.T, l billing.Ledger) {
+	paris := time.FixedZone("CET", 3600)
+	for _, ev := range []billing.Event{
+		event("c1", "did:mailto:a", "did:key:s1", 10, jan31),
+		event("c2", "did:mailto:a", "did:key:s1", 20, jan31.Add(-time.Hour)),
+		event("c3", "did:mailto:a", "did:key:s2", 5, jan31),
+		event("c4", "did:mailto:a", "did:key:s1", 7, feb1),
+		// 00:30 in Paris on 1 February is still January in UTC.
+		event("c5", "did:mailto:b", "did:key:s3", 3, time.Date(2025, 2, 1, 0, 30, 0, 0, paris)),
+	} {
+		record(t, l, ev)
+	}
+	jan := usage(t, l, "2025-01", "")
+	wantJan := []billing.Usage{
+		{Customer: "did:mailto:a", Space: "did:key:s1", Month: "2025-01", Bytes: 30, Events: 2},
+		{Customer: "did:mailto:a", Space: "did:key:s2", Month: "2025-01", Bytes: 5, Events: 1},
+		{Customer: "did:mailto:b", Space: "did:key:s3", Month: "2025-01", Bytes: 3, Events: 1},
+	}
+	if !slices.Equal(jan, wantJan) {
+		t.Fatalf("January = %+v\nwant %+v", jan, wantJan)
+	}
+	feb := usage(t, l, "2025-02", "did:mailto:a")
+	wantFeb := []billing.Usage{{Customer: "did:mailto:a", Space: "did:key:s1", Month: "2025-02", Bytes: 7, Events: 1}}
+	if !slices.Equal(feb, wantFeb) {
+		t.Fatalf("February for a = %+v, want %+v", feb, wantFeb)
+	}
+	if got := usage(t, l, "2025-02", "did:mailto:b"); len(got) != 0 {
+		t.Fatalf("February for b = %+v, want nothing", got)
+	}
+	counts, err := l.Count(context.Background(), billing.UsageFilter{Month: "2025-01", Customer: "did:mailto:a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[billing.State]int64{billing.Pending: 3, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 0}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("January counts for a = %v, want %v", counts, want)
+	}
+}
+
+// testConcurrentDuplicates records the same events from several goroutines,
+// as several workers given the same redelivered messages would.
+func testConcurrentDuplicates(t *testing.T, l billing.Ledger) {
+	const events, writers = 30, 6
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		fresh = make(map[string]int)
+	)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range events {
+				ev := event(fmt.Sprintf("dup-%02d", i), "did:mailto:a", "did:key:s1", int64(i+1), jan31)
+				_, isNew, err := l.Record(context.Background(), ev)
+				if err != nil {
+					t.Errorf("Record: %v", err)
+					return
+				}
+				if isNew {
+					mu.Lock()
+					fresh[ev.Cause]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range events {
+		if n := fresh[fmt.Sprintf("dup-%02d", i)]; n != 1 {
+			t.Errorf("dup-%02d was new %d times, want once", i, n)
+		}
+	}
+	got := usage(t, l, "2025-01", "")
+	if len(got) != 1 || got[0].Events != events || got[0].Bytes != events*(events+1)/2 {
+		t.Fatalf("totals after concurrent duplicates = %+v, want %d events of %d bytes", got, events, events*(events+1)/2)
+	}
+}
+
+func testMark(t *testing.T, l billing.Ledger) {
+	ctx := context.Background()
+	record(t, l, event("m1", "did:mailto:a", "did:key:s1", 1, jan31))
+	state := func() billing.Entry {
+		t.Helper()
+		es, err := l.Entries(ctx, billing.EntryFilter{})
+		if err != nil || len(es) != 1 {
+			t.Fatalf("Entries = %v, %v", es, err)
+		}
+		return es[0]
+	}
+	if err := l.Mark(ctx, "m1", billing.Unbillable, billing.ReasonNoAccount); err != nil {
+		t.Fatal(err)
+	}
+	if e := state(); e.State != billing.Unbillable || e.Reason != billing.ReasonNoAccount {
+		t.Fatalf("after marking unbillable: %+v", e)
+	}
+	if err := l.Mark(ctx, "m1", billing.Reported, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Reported is final: a late failure from a duplicate changes nothing.
+	if err := l.Mark(ctx, "m1", billing.Failed, "gave up"); err != nil {
+		t.Fatal(err)
+	}
+	if e := state(); e.State != billing.Reported || e.Reason != "" {
+		t.Fatalf("a reported entry was changed: %+v", e)
+	}
+	if err := l.Mark(ctx, "nope", billing.Reported, ""); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("Mark of an unknown cause = %v, want ErrNotFound", err)
+	}
+	if err := l.Mark(ctx, "m1", billing.State("lost"), ""); err == nil {
+		t.Fatal("Mark accepted an unknown state")
+	}
+}
+
+func testEntries(t *testing.T, l billing.Ledger) {
+	ctx := context.Background()
+	for i := range 25 {
+		customer := "did:mailto:a"
+		if i%5 == 0 {
+			customer = "did:mailto:b"
+		}
+		cause := fmt.Sprintf("e%02d", i)
+		record(t, l, event(cause, customer, "did:key:s1", 1, jan31))
+		if i%2 == 0 {
+			if err := l.Mark(ctx, cause, billing.Unbillable, billing.ReasonNoKey); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Page through the unbillable entries of customer a, three at a time.
+	var got []string
+	after := ""
+	for {
+		page, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Unbillable}, Customer: "did:mailto:a", After: after, Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 3 {
+			t.Fatalf("page of %d entries, limit 3", len(page))
+		}
+		for _, e := range page {
+			if e.State != billing.Unbillable || e.Customer != "did:mailto:a" || e.Reason != billing.ReasonNoKey {
+				t.Fatalf("entry %+v does not match the filter", e)
+			}
+			got = append(got, e.Cause)
+		}
+		after = page[len(page)-1].Cause
+	}
+	var want []string
+	for i := range 25 {
+		if i%2 == 0 && i%5 != 0 {
+			want = append(want, fmt.Sprintf("e%02d", i))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged entries = %v\nwant %v", got, want)
+	}
+	all, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Pending, billing.Unbillable}, Limit: 1000})
+	if err != nil || len(all) != 25 {
+		t.Fatalf("all entries: %d, %v; want 25", len(all), err)
+	}
+}
+
+func testInvalidEvent(t *testing.T, l billing.Ledger) {
+	bad := event("bad", "did:mailto:a", "did:key:s1", 0, jan31)
+	if _, _, err := l.Record(context.Background(), bad); err == nil {
+		t.Fatal("Record accepted an event of 0 bytes")
+	}
+	if got := usage(t, l, "2025-01", ""); len(got) != 0 {
+		t.Fatalf("a rejected event was counted: %+v", got)
+	}
+}

@@ -1,0 +1,68 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// workerMetrics are the worker's Prometheus series.
+type workerMetrics struct {
+	events      *prometheus.CounterVec
+	stripeCalls *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	lag         prometheus.Histogram
+	leased      prometheus.Gauge
+}
+
+func newWorkerMetrics(reg *prometheus.Registry, queue Queue) (*workerMetrics, error) {
+	m := &workerMetrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_billing_events_total",
+			Help: "Egress events settled by the worker, by resulting ledger state (reported, unbillable, failed), or duplicate (acknowledged without a second count or call), or invalid (left for the dead-letter queue).",
+		}, []string{"state"}),
+		stripeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_stripe_calls_total",
+			Help: "Meter-event calls to Stripe, by outcome: ok, retryable (429, 5xx, network), rejected (4xx), canceled.",
+		}, []string{"outcome"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_billing_errors_total",
+			Help: "Failures of the worker's own stores (the message is left on the queue to be redelivered), by operation.",
+		}, []string{"op"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "egressd_billing_lag_seconds",
+			Help:    "Time from servedAt to the event being settled in the ledger (queue lag plus Stripe time).",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
+		}),
+		leased: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_billing_leased_messages",
+			Help: "Queue messages this worker holds leased (received, not yet acknowledged).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.stripeCalls, m.errors, m.lag, m.leased} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering worker metrics (one worker per registry): %w", err)
+		}
+	}
+
+	// The server registers the same series on a shared registry; a worker
+	// sidecar has no server, so it brings its own.
+	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "egressd_queue_depth",
+		Help: "Egress events waiting on the queue or being billed.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := queue.Depth(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	// An error here only means the series is already registered, by the
+	// server sharing this registry: its copy is as good as ours.
+	_ = reg.Register(depth)
+	return m, nil
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressd/egressd/billing"
+)
+
+func billingCommand() *ffcli.Command {
+	var (
+		backend             backendFlags
+		stripeCfg           stripeFlags
+		worker              workerFlags
+		states              stringList
+		customer            string
+		logFormat, logLevel string
+	)
+	fs := flag.NewFlagSet("billing redrive", flag.ContinueOnError)
+	backend.register(fs)
+	stripeCfg.register(fs)
+	worker.registerSettle(fs)
+	fs.Var(&states, "state", "ledger state to re-send: unbillable, failed or pending (repeatable or comma-separated); default: unbillable and failed")
+	fs.StringVar(&customer, "customer", "", "re-send only this customer's events (did:mailto:...); default: all customers")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	redrive := command("redrive",
+		"egressd billing redrive --data-dir DIR [--state unbillable|failed|pending] [--customer did:mailto:...] [--stripe-key sk_...]",
+		"send unbillable or failed events to Stripe again, once their cause is fixed", fs,
+		func(ctx context.Context, args []string) error {
+			log, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			var filter billing.RedriveFilter
+			if filter.States, err = parseStates(states); err != nil {
+				return err
+			}
+			if customer != "" {
+				if err := checkDID(customer, "did:mailto:", "--customer"); err != nil {
+					return err
+				}
+				filter.Customer = customer
+			}
+			b, err := backend.open()
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			reporter, err := stripeCfg.reporter(log)
+			if err != nil {
+				return err
+			}
+			if reporter == nil {
+				// Without a key every entry would only be marked "no Stripe key" again.
+				return errors.New("billing redrive needs a Stripe key: --stripe-key or STRIPE_SECRET_KEY")
+			}
+			w, err := worker.newWorker(b, reporter, log, prometheus.NewRegistry())
+			if err != nil {
+				return err
+			}
+			res, err := w.Redrive(ctx, filter)
+			printRedrive(res)
+			return err
+		})
+	root := command("billing", "egressd billing list|redrive [flags]", "operate on the billing ledger", flag.NewFlagSet("billing", flag.ContinueOnError),
+		func(context.Context, []string) error { return flag.ErrHelp })
+	root.Subcommands = []*ffcli.Command{listCommand(), redrive}
+	return root
+}
+
+// parseStates reads repeatable, comma-separated --state values.
+func parseStates(values stringList) ([]billing.State, error) {
+	var states []billing.State
+	for _, list := range values {
+		for _, s := range strings.Split(list, ",") {
+			st, err := billing.ParseState(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("--state: %w", err)
+			}
+			states = append(states, st)
+		}
+	}
+	return states, nil
+}
+
+func listCommand() *ffcli.Command {
+	var (
+		backend  backendFlags
+		states   stringList
+		customer string
+		limit    int
+	)
+	fs := flag.NewFlagSet("billing list", flag.ContinueOnError)
+	backend.register(fs)
+	fs.Var(&states, "state", "show only entries in this state: pending, reported, unbillable or failed (repeatable or comma-separated); default: unbillable and failed")
+	fs.StringVar(&customer, "customer", "", "show only this customer's entries (did:mailto:...); default: all customers")
+	fs.IntVar(&limit, "limit", 100, "most entries to print")
+	return command("list",
+		"egressd billing list --data-dir DIR [--state unbillable|failed|pending|reported] [--customer did:mailto:...]",
+		"list ledger entries with their state and reason", fs,
+		func(ctx context.Context, args []string) error {
+			filter := billing.EntryFilter{Customer: customer, Limit: limit}
+			var err error
+			if filter.States, err = parseStates(states); err != nil {
+				return err
+			}
+			if len(filter.States) == 0 {
+				filter.States = []billing.State{billing.Unbillable, billing.Failed}
+			}
+			b, err := backend.open()
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			entries, err := b.Ledger.Entries(ctx, filter)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CAUSE\tCUSTOMER\tBYTES\tSERVED AT\tSTATE\tREASON")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", e.Cause, e.Customer, e.Bytes, e.ServedAt.Format(time.RFC3339), e.State, e.Reason)
+			}
+			return tw.Flush()
+		})
+}
+
+func printRedrive(res billing.RedriveResult) {
+	total := res.Errors
+	var parts []string
+	for _, s := range billing.States {
+		if n := res.Settled[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, n))
+			total += n
+		}
+	}
+	if total == 0 {
+		fmt.Println("redrive: no entries matched")
+		return
+	}
+	line := fmt.Sprintf("redrive: %d entries: %s", total, strings.Join(parts, ", "))
+	if res.Errors > 0 {
+		line += fmt.Sprintf("; %d left as they were (store errors, see the log)", res.Errors)
+	}
+	fmt.Println(line)
+}

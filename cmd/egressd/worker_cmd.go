@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/billing/stripe"
+)
+
+// stripeFlags configure the Stripe reporter.
+type stripeFlags struct {
+	key, url, meterEvent string
+	rate                 float64
+	timeout              time.Duration
+}
+
+func (f *stripeFlags) register(fs *flag.FlagSet) {
+	// No default shown for the key: --help must not print a secret.
+	fs.StringVar(&f.key, "stripe-key", "", "Stripe secret key (sk_live_..., sk_test_..., rk_...); default: $STRIPE_SECRET_KEY. Without a key events are counted and marked unbillable (\"no Stripe key\") until a billing redrive")
+	fs.StringVar(&f.url, "stripe-url", "", "Stripe API base URL, to use stripe-mock or a proxy (for example http://127.0.0.1:12111); default: https://api.stripe.com")
+	fs.StringVar(&f.meterEvent, "stripe-meter-event", stripe.DefaultEventName, "event_name of the Stripe billing meter that egress is reported to")
+	fs.DurationVar(&f.timeout, "stripe-timeout", stripe.DefaultTimeout, "time allowed for one Stripe call; a call that times out is retried (the identifier keeps it from counting twice)")
+	fs.Float64Var(&f.rate, "stripe-rate", stripe.DefaultRate, "most meter-event calls per second to Stripe, all customers together (a sandbox allows 25/s, live mode 1000/s)")
+}
+
+// reporter builds the Stripe reporter, or returns nil when no key is set.
+func (f *stripeFlags) reporter(log *slog.Logger) (billing.Reporter, error) {
+	key := f.key
+	if key == "" {
+		key = os.Getenv("STRIPE_SECRET_KEY")
+	}
+	if key == "" {
+		log.Warn("no Stripe key (--stripe-key or STRIPE_SECRET_KEY): events are counted and marked unbillable until a redrive with a key")
+		return nil, nil
+	}
+	r, err := stripe.New(stripe.Config{Key: key, URL: f.url, EventName: f.meterEvent, Rate: f.rate, Timeout: f.timeout, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("configuring Stripe: %w", err)
+	}
+	return r, nil
+}
+
+// workerFlags tune the billing worker, in serve and in the sidecar alike.
+type workerFlags struct {
+	concurrency, batch, maxTries  int
+	wait, backoffBase, backoffMax time.Duration
+	accountTTL, drain, visibility time.Duration
+}
+
+// registerSettle registers what shapes Stripe calls: worker and redrive.
+func (f *workerFlags) registerSettle(fs *flag.FlagSet) {
+	fs.IntVar(&f.concurrency, "worker-concurrency", billing.DefaultConcurrency, "customers reported to Stripe at once (each customer's events always go one at a time)")
+	fs.IntVar(&f.maxTries, "worker-max-tries", billing.DefaultMaxTries, "Stripe calls per event (429, 5xx, network errors) before it is marked failed")
+	fs.DurationVar(&f.backoffBase, "worker-backoff", billing.DefaultBackoffBase, "first wait before retrying a failed Stripe call; doubles each try, with jitter")
+	fs.DurationVar(&f.backoffMax, "worker-backoff-max", billing.DefaultBackoffMax, "longest wait between Stripe tries")
+}
+
+// register registers every worker flag: serve and the sidecar.
+func (f *workerFlags) register(fs *flag.FlagSet) {
+	f.registerSettle(fs)
+	fs.IntVar(&f.batch, "worker-batch", billing.DefaultBatch, "most queue messages taken per receive")
+	fs.DurationVar(&f.wait, "worker-wait", billing.DefaultWait, "how long one receive waits for new messages")
+	fs.DurationVar(&f.accountTTL, "worker-account-ttl", billing.DefaultAccountTTL, "how long a customer's Stripe account is cached (a customer set is seen after at most this)")
+	fs.DurationVar(&f.drain, "worker-drain-timeout", billing.DefaultDrainTimeout, "on shutdown, time allowed for the events being reported; the rest go back on the queue")
+	fs.DurationVar(&f.visibility, "queue-visibility", billing.DefaultLease, "how long a worker holds a queue message before another may take it (kept extended while it works; a killed worker's events are retried after this)")
+}
+
+// newWorker builds a worker over the backend's stores.
+func (f *workerFlags) newWorker(b *backend, reporter billing.Reporter, log *slog.Logger, reg *prometheus.Registry) (*billing.Worker, error) {
+	return billing.NewWorker(billing.WorkerConfig{
+		Queue:        b.Queue,
+		Ledger:       b.Ledger,
+		Accounts:     b.Customers,
+		Reporter:     reporter,
+		Concurrency:  f.concurrency,
+		Batch:        f.batch,
+		Wait:         f.wait,
+		Lease:        f.visibility,
+		MaxTries:     f.maxTries,
+		BackoffBase:  f.backoffBase,
+		BackoffMax:   f.backoffMax,
+		AccountTTL:   f.accountTTL,
+		DrainTimeout: f.drain,
+		Logger:       log,
+		Registry:     reg,
+	})
+}
+
+func workerCommand() *ffcli.Command {
+	var (
+		backend             backendFlags
+		stripeCfg           stripeFlags
+		worker              workerFlags
+		metricsListen       string
+		logFormat, logLevel string
+	)
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	backend.register(fs)
+	stripeCfg.register(fs)
+	worker.register(fs)
+	fs.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (for example 127.0.0.1:9091); default: none")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return command("worker",
+		"egressd worker --data-dir DIR [--stripe-key sk_...] [--stripe-url URL] [flags]",
+		"run the billing worker alone (a sidecar; run `serve --worker=false` beside it)", fs,
+		func(ctx context.Context, args []string) error {
+			log, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			backend.queueVisibility = worker.visibility
+			b, err := backend.open()
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			reporter, err := stripeCfg.reporter(log)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			w, err := worker.newWorker(b, reporter, log, reg)
+			if err != nil {
+				return err
+			}
+			if metricsListen != "" {
+				stop, err := serveMetrics(metricsListen, reg, log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			log.Info("billing worker started", "data_dir", backend.dataDir, "stripe", reporter != nil, "stripe_url", stripeCfg.url, "meter_event", stripeCfg.meterEvent)
+			err = w.Run(ctx)
+			log.Info("billing worker stopped")
+			return err
+		})
+}
+
+// serveMetrics serves reg at addr/metrics until the returned stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
