@@ -33,6 +33,9 @@ type serveFlags struct {
 
 	maxBodyBytes      int64
 	maxInvocations    int
+	maxProofs         int
+	maxDepth          int
+	trustedIssuers    stringList
 	maxServedAtAge    time.Duration
 	maxServedAtAhead  time.Duration
 	readHeaderTimeout time.Duration
@@ -61,6 +64,9 @@ func serveCommand() *ffcli.Command {
 	fs.DurationVar(&f.didWebTTL, "did-web-ttl", 10*time.Minute, "how long a resolved did:web key is cached")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted (413 past it)")
 	fs.IntVar(&f.maxInvocations, "max-invocations", server.DefaultMaxInvocations, "most invocations accepted in one request (413 past it)")
+	fs.IntVar(&f.maxProofs, "max-proofs", server.DefaultMaxProofs, "most proofs under one invocation, counted along every delegation chain (ProofLimitExceeded past it)")
+	fs.IntVar(&f.maxDepth, "max-delegation-depth", server.DefaultMaxDepth, "longest delegation chain from the space to the invoker (ProofLimitExceeded past it)")
+	fs.Var(&f.trustedIssuers, "trusted-issuer", "only accept invocations issued by this DID, for example your gateway's did:web (repeatable; default: any holder of a space delegation)")
 	fs.DurationVar(&f.maxServedAtAge, "max-served-at-age", server.DefaultMaxAge, "oldest servedAt accepted (Stripe bills at most 35 days back)")
 	fs.DurationVar(&f.maxServedAtAhead, "max-served-at-ahead", server.DefaultMaxAhead, "furthest servedAt accepted in the future (Stripe allows 5 minutes)")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 5*time.Second, "time allowed to read request headers")
@@ -114,6 +120,14 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 		aliases = append(aliases, d)
 	}
+	var trusted []did.DID
+	for _, a := range f.trustedIssuers {
+		d, err := did.Parse(strings.TrimSpace(a))
+		if err != nil {
+			return fmt.Errorf("--trusted-issuer %q: %w", a, err)
+		}
+		trusted = append(trusted, d)
+	}
 	mapping, err := server.ParsePrincipalMapping(f.principalMapping)
 	if err != nil {
 		return fmt.Errorf("--principal-mapping: %w", err)
@@ -133,19 +147,22 @@ func runServe(ctx context.Context, f serveFlags) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
-		Signer:         signer,
-		Aliases:        aliases,
-		Customers:      b.Customers,
-		Queue:          b.Queue,
-		Receipts:       b.Receipts,
-		Principals:     server.NewPrincipalResolver(mapping, fetcher),
-		MaxBodyBytes:   f.maxBodyBytes,
-		MaxInvocations: f.maxInvocations,
-		MaxAge:         f.maxServedAtAge,
-		MaxAhead:       f.maxServedAtAhead,
-		Version:        version,
-		Logger:         log,
-		Registry:       reg,
+		Signer:             signer,
+		Aliases:            aliases,
+		Customers:          b.Customers,
+		Queue:              b.Queue,
+		Receipts:           b.Receipts,
+		Principals:         server.NewPrincipalResolver(mapping, fetcher),
+		MaxBodyBytes:       f.maxBodyBytes,
+		MaxInvocations:     f.maxInvocations,
+		MaxProofs:          f.maxProofs,
+		MaxDelegationDepth: f.maxDepth,
+		TrustedIssuers:     trusted,
+		MaxAge:             f.maxServedAtAge,
+		MaxAhead:           f.maxServedAtAhead,
+		Version:            version,
+		Logger:             log,
+		Registry:           reg,
 	})
 	if err != nil {
 		return err
