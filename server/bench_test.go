@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,3 +53,40 @@ func benchmarkRecord(b *testing.B, batch int) {
 
 func BenchmarkRecord1(b *testing.B)   { benchmarkRecord(b, 1) }
 func BenchmarkRecord100(b *testing.B) { benchmarkRecord(b, 100) }
+
+// BenchmarkRecordHTTP8 is the load of `egressd bench --concurrency 8 --batch 1`:
+// eight clients, one invocation per request, over loopback HTTP.
+func BenchmarkRecordHTTP8(b *testing.B) {
+	h := newHarness(b, nil)
+	gateway := newKey(b)
+	space := h.provision(alice)
+	dlg := delegate(b, space, gateway.DID(), []string{"space/content/serve/*"}, time.Time{})
+	bodies := make(chan []byte, b.N)
+	for i := range b.N {
+		inv := recordFrom(b, gateway, h.service.DID(), capabilities.EgressRecord, space.DID(), int64(1+i), time.Now(), dlg)
+		body, err := client.EncodeMessage([]invocation.Invocation{inv})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies <- body
+	}
+	close(bodies)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for body := range bodies {
+				if _, err := h.client.ExecuteRaw(context.Background(), body); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "invocations/s")
+}
