@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/storacha/go-ucanto/did"
@@ -22,6 +24,9 @@ func benchCommand() *ffcli.Command {
 		url, can, customer            string
 		n, concurrency, batch, spaces int
 		spaceKeys                     stringList
+		worker                        bool
+		customers                     int
+		stripeLatency                 time.Duration
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	backend.register(fs)
@@ -33,10 +38,16 @@ func benchCommand() *ffcli.Command {
 	fs.Var(&spaceKeys, "space-key", "key (Mg...) of an already provisioned space to use instead of provisioning (repeatable)")
 	fs.StringVar(&customer, "customer", "did:mailto:bench.example:load", "customer of the provisioned spaces")
 	fs.StringVar(&can, "can", capabilities.EgressRecord, "capability to invoke")
+	fs.BoolVar(&worker, "worker", false, "drive the billing worker instead: queue --n events in a temporary data directory and report them to a local fake Stripe, rate limit off")
+	fs.IntVar(&customers, "customers", 64, "with --worker: customers the events are spread over")
+	fs.DurationVar(&stripeLatency, "stripe-latency", 0, "with --worker: delay of every fake Stripe answer")
 	return command("bench",
-		"egressd bench --url URL --data-dir DIR [--n 2000] [--concurrency 8] [--batch 1]",
-		"pre-sign invocations, send them, verify every receipt, print invocations/s and latency", fs,
+		"egressd bench --url URL --data-dir DIR [--n 2000] [--concurrency 8] [--batch 1] | egressd bench --worker [--n 20000] [--concurrency 32]",
+		"load generator: pre-signed invocations against a server, or events through the billing worker", fs,
 		func(ctx context.Context, args []string) error {
+			if worker {
+				return benchWorker(ctx, n, customers, concurrency, stripeLatency)
+			}
 			cl := client.New(url)
 			info, err := cl.Info(ctx)
 			if err != nil {
@@ -105,4 +116,23 @@ func benchSpaces(ctx context.Context, backend backendFlags, keys stringList, n i
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// benchWorker drives the billing worker against a local fake Stripe.
+func benchWorker(ctx context.Context, n, customers, concurrency int, latency time.Duration) error {
+	dir, err := os.MkdirTemp("", "egressd-bench-worker-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Printf("queueing %d events for %d customers; worker concurrency %d, fake Stripe latency %v\n", n, customers, concurrency, latency)
+	res, err := bench.RunWorker(ctx, bench.WorkerConfig{DataDir: dir, N: n, Customers: customers, Concurrency: concurrency, StripeLatency: latency})
+	if err != nil {
+		return err
+	}
+	fmt.Println(res)
+	if !res.ExactlyOnce() {
+		return fmt.Errorf("not exactly once: %d distinct meter events for %d events, value %d for %d bytes", res.Reported, res.Events, res.Value, res.Want)
+	}
+	return nil
 }

@@ -67,6 +67,14 @@ type Fake struct {
 
 // New starts a fake on 127.0.0.1, closed when the test ends.
 func New(t testing.TB) *Fake {
+	f := Start()
+	t.Cleanup(f.Close)
+	return f
+}
+
+// Start starts a fake on 127.0.0.1 outside a test (the load tool drives the
+// worker against it); Close stops it.
+func Start() *Fake {
 	f := &Fake{
 		events:    make(map[string]MeterEvent),
 		replies:   make(map[string][]byte),
@@ -75,9 +83,11 @@ func New(t testing.TB) *Fake {
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	f.URL = f.srv.URL
-	t.Cleanup(f.srv.Close)
 	return f
 }
+
+// Close stops the fake.
+func (f *Fake) Close() { f.srv.Close() }
 
 // SetFault sets the fault for each following request; nil means none.
 func (f *Fake) SetFault(fault func(n int, ev MeterEvent) Fault) {
