@@ -27,6 +27,7 @@ func benchCommand() *ffcli.Command {
 		worker                        bool
 		customers                     int
 		stripeLatency                 time.Duration
+		serverPID                     int
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	backend.register(fs)
@@ -38,6 +39,7 @@ func benchCommand() *ffcli.Command {
 	fs.Var(&spaceKeys, "space-key", "key (Mg...) of an already provisioned space to use instead of provisioning (repeatable)")
 	fs.StringVar(&customer, "customer", "did:mailto:bench.example:load", "customer of the provisioned spaces")
 	fs.StringVar(&can, "can", capabilities.EgressRecord, "capability to invoke")
+	fs.IntVar(&serverPID, "server-pid", 0, "PID of the server under load, to sample its resident memory every second (Linux)")
 	fs.BoolVar(&worker, "worker", false, "drive the billing worker instead: queue --n events in a temporary data directory and report them to a local fake Stripe, rate limit off")
 	fs.IntVar(&customers, "customers", 64, "with --worker: customers the events are spread over")
 	fs.DurationVar(&stripeLatency, "stripe-latency", 0, "with --worker: delay of every fake Stripe answer")
@@ -74,8 +76,23 @@ func benchCommand() *ffcli.Command {
 				return err
 			}
 			fmt.Printf("sending with %d concurrent clients to %s\n", concurrency, url)
+			sampling, stopSampling := context.WithCancel(ctx)
+			var rss *bench.RSS
+			sampled := make(<-chan struct{})
+			if serverPID > 0 {
+				rss, sampled = bench.SampleRSS(sampling, serverPID, time.Second)
+			}
 			res := bench.Run(ctx, cfg, reqs)
+			stopSampling()
 			fmt.Println(res)
+			if rss != nil {
+				<-sampled
+				fmt.Println(rss)
+			}
+			if floor, err := bench.MeasureFloor(2000); err == nil {
+				fmt.Printf("cost floor, measured now: %s; this run used %.0fµs of wall time per invocation\n",
+					floor, float64(res.Elapsed.Microseconds())/float64(max(1, res.Invocations)))
+			}
 			if res.Failures > 0 {
 				return fmt.Errorf("%d invocations failed; first: %s", res.Failures, res.FirstFailure)
 			}
