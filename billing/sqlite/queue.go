@@ -49,6 +49,8 @@ type QueueOptions struct {
 type Queue struct {
 	db     *sql.DB
 	writes *sqlitedb.Committer
+	// insert is prepared once: preparing costs more than running it.
+	insert *sql.Stmt
 	opts   QueueOptions
 	now    func() time.Time
 }
@@ -70,7 +72,12 @@ func OpenQueue(dataDir string, opts QueueOptions) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{db: db, writes: sqlitedb.NewCommitter(db), opts: opts, now: time.Now}, nil
+	insert, err := db.Prepare(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, ?, ?)`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("preparing queue: %w", err)
+	}
+	return &Queue{db: db, writes: sqlitedb.NewCommitter(db), insert: insert, opts: opts, now: time.Now}, nil
 }
 
 // Close finishes pending writes and releases the database.
@@ -95,11 +102,7 @@ func (q *Queue) Enqueue(ctx context.Context, events ...billing.Event) error {
 	}
 	now := q.now().UnixMilli()
 	err := q.writes.Do(func(tx *sql.Tx) error {
-		stmt, err := tx.Prepare(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		stmt := tx.Stmt(q.insert)
 		for _, body := range bodies {
 			if _, err := stmt.Exec(body, now, now); err != nil {
 				return err

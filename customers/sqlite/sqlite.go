@@ -6,10 +6,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/egressd/egressd/customers"
@@ -34,7 +34,12 @@ CREATE TABLE IF NOT EXISTS customer (
 `
 
 // Store is the embedded customers.Store.
-type Store struct{ db *sql.DB }
+type Store struct {
+	db *sql.DB
+	// customer runs on every invocation: prepared once, with the providers
+	// passed as one JSON array so the statement does not depend on their number.
+	customer *sql.Stmt
+}
 
 var _ customers.Store = (*Store)(nil)
 
@@ -44,7 +49,14 @@ func Open(dataDir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	customer, err := db.Prepare(`SELECT customer FROM consumer
+		WHERE consumer = ? AND provider IN (SELECT value FROM json_each(?))
+		ORDER BY updated_at DESC LIMIT 1`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("preparing customer store: %w", err)
+	}
+	return &Store{db: db, customer: customer}, nil
 }
 
 // Close releases the database.
@@ -55,15 +67,12 @@ func (s *Store) Customer(ctx context.Context, space string, providers []string) 
 	if len(providers) == 0 {
 		return "", customers.ErrNotFound
 	}
-	args := []any{space}
-	for _, p := range providers {
-		args = append(args, p)
+	list, err := json.Marshal(providers)
+	if err != nil {
+		return "", err
 	}
-	placeholders := strings.TrimSuffix(strings.Repeat("?,", len(providers)), ",")
 	var customer string
-	err := s.db.QueryRowContext(ctx,
-		`SELECT customer FROM consumer WHERE consumer = ? AND provider IN (`+placeholders+`) ORDER BY updated_at DESC LIMIT 1`,
-		args...).Scan(&customer)
+	err = s.customer.QueryRowContext(ctx, space, string(list)).Scan(&customer)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", customers.ErrNotFound
 	}

@@ -29,6 +29,8 @@ CREATE INDEX IF NOT EXISTS receipt_by_cid ON receipt (receipt);
 type Store struct {
 	db     *sql.DB
 	writes *sqlitedb.Committer
+	// Statements are prepared once: preparing costs more than running them.
+	insert, get *sql.Stmt
 }
 
 var _ receipts.Store = (*Store)(nil)
@@ -39,7 +41,16 @@ func Open(dataDir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, writes: sqlitedb.NewCommitter(db)}, nil
+	s := &Store{db: db, writes: sqlitedb.NewCommitter(db)}
+	if s.insert, err = db.Prepare(`INSERT INTO receipt (invocation, receipt, archive) VALUES (?, ?, ?) ON CONFLICT (invocation) DO NOTHING`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("preparing receipt store: %w", err)
+	}
+	if s.get, err = db.Prepare(`SELECT archive FROM receipt WHERE invocation = ? UNION ALL SELECT archive FROM receipt WHERE receipt = ? LIMIT 1`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("preparing receipt store: %w", err)
+	}
+	return s, nil
 }
 
 // Close finishes pending writes and releases the database.
@@ -68,11 +79,7 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 	}
 	// Receipts of concurrent requests share one transaction (group commit).
 	err := s.writes.Do(func(tx *sql.Tx) error {
-		stmt, err := tx.Prepare(`INSERT INTO receipt (invocation, receipt, archive) VALUES (?, ?, ?) ON CONFLICT (invocation) DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		stmt := tx.Stmt(s.insert)
 		for _, r := range rows {
 			if _, err := stmt.Exec(r.inv, r.rcpt, r.archive); err != nil {
 				return fmt.Errorf("receipt for %s: %w", r.inv, err)
@@ -89,9 +96,7 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 // Get finds a receipt by invocation CID, then by receipt CID.
 func (s *Store) Get(ctx context.Context, cid string) (receipt.AnyReceipt, error) {
 	var archive []byte
-	err := s.db.QueryRowContext(ctx,
-		`SELECT archive FROM receipt WHERE invocation = ? UNION ALL SELECT archive FROM receipt WHERE receipt = ? LIMIT 1`,
-		cid, cid).Scan(&archive)
+	err := s.get.QueryRowContext(ctx, cid, cid).Scan(&archive)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, receipts.ErrNotFound
 	}
