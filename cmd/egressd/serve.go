@@ -45,6 +45,7 @@ type serveFlags struct {
 	shutdownTimeout   time.Duration
 	logFormat         string
 	logLevel          string
+	pprofListen       string
 
 	worker       bool
 	stripe       stripeFlags
@@ -76,6 +77,7 @@ func serveCommand() *ffcli.Command {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for requests in flight on SIGTERM")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go's pprof profiles on this address (for example 127.0.0.1:6060); off by default")
 	fs.BoolVar(&f.worker, "worker", true, "run the billing worker in this process; set false when egressd worker sidecars do the billing")
 	f.stripe.register(fs)
 	f.workerTuning.register(fs)
@@ -212,6 +214,9 @@ func runServe(ctx context.Context, f serveFlags) error {
 		defer func() { stopWorker(); <-workerDone }()
 	}
 
+	if f.pprofListen != "" {
+		go servePprof(f.pprofListen, log)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(ln) }()
 	select {
