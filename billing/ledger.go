@@ -88,19 +88,24 @@ type Usage struct {
 
 // Ledger remembers every event by its cause so that each is counted and
 // billed exactly once. It is deliberately small: an SQLite implementation
-// does each write in one transaction, and a DynamoDB one can do Record as a
+// does each write in one transaction, and the DynamoDB one does Record as a
 // single TransactWriteItems (a conditional put on the events table plus an
-// ADD on the monthly table) and Mark as a conditional update.
+// ADD on the monthly table) and Mark as one conditional update.
 type Ledger interface {
 	// Record inserts ev as Pending and adds its bytes and one event to the
 	// monthly total of its customer, space and month, all in one
 	// transaction. If the cause is already in the ledger nothing changes and
 	// Record returns the stored entry with isNew false.
 	Record(ctx context.Context, ev Event) (entry Entry, isNew bool, err error)
-	// Mark moves an entry to state with reason. A Reported entry is final:
-	// marking it again changes nothing, so a slow duplicate can never undo a
-	// success. ErrNotFound when the cause was never recorded.
-	Mark(ctx context.Context, cause string, state State, reason string) error
+	// Mark moves the entry of ev to state with reason. ev is the event as
+	// recorded (an Entry's Event, or the one given to Record): a store may
+	// key its rows by more than the cause (the DynamoDB ledger keys them, as
+	// Storacha does, by space, resource, servedAt and cause), and a cause
+	// alone would then take a query on an eventually consistent index to
+	// find. A Reported entry is final: marking it again changes nothing, so
+	// a slow duplicate can never undo a success. ErrNotFound when the event
+	// was never recorded.
+	Mark(ctx context.Context, ev Event, state State, reason string) error
 	// Entries lists entries matching f, ordered by cause.
 	Entries(ctx context.Context, f EntryFilter) ([]Entry, error)
 	// Usage returns the monthly totals matching f, by customer then space.

@@ -92,7 +92,7 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 func (w *Worker) redriveOne(ctx context.Context, e Entry) (State, error) {
 	state, reason, err := w.settle(ctx, e.Event)
 	if err == nil {
-		err = w.cfg.Ledger.Mark(ctx, e.Cause, state, reason)
+		err = w.cfg.Ledger.Mark(ctx, e.Event, state, reason)
 	}
 	if err != nil {
 		if ctx.Err() == nil {

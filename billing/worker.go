@@ -255,7 +255,7 @@ func (w *Worker) handle(ctx context.Context, msg Message) outcome {
 	if err != nil {
 		return w.storeFailed(ctx, "accounts", ev, err)
 	}
-	if err := w.cfg.Ledger.Mark(ctx, ev.Cause, state, reason); err != nil {
+	if err := w.cfg.Ledger.Mark(ctx, entry.Event, state, reason); err != nil {
 		return w.storeFailed(ctx, "ledger_mark", ev, err)
 	}
 	w.metrics.events.WithLabelValues(string(state)).Inc()

@@ -331,12 +331,12 @@ func (l *flakyLedger) Record(ctx context.Context, ev billing.Event) (billing.Ent
 	return l.Ledger.Record(ctx, ev)
 }
 
-func (l *flakyLedger) Mark(ctx context.Context, cause string, state billing.State, reason string) error {
+func (l *flakyLedger) Mark(ctx context.Context, ev billing.Event, state billing.State, reason string) error {
 	l.marks++
 	if l.marks%4 == 0 {
 		return errTest
 	}
-	return l.Ledger.Mark(ctx, cause, state, reason)
+	return l.Ledger.Mark(ctx, ev, state, reason)
 }
 
 var errTest = &billing.ReportError{Reason: "injected store failure"}

@@ -1,5 +1,5 @@
 // Package ledgertest is the conformance suite every billing.Ledger must
-// pass: the embedded SQLite ledger now, a DynamoDB one later.
+// pass: the embedded SQLite ledger and the DynamoDB one alike.
 package ledgertest
 
 import (
@@ -21,6 +21,8 @@ func Run(t *testing.T, open func(t *testing.T) billing.Ledger) {
 		"MonthlyTotals":        testMonthlyTotals,
 		"ConcurrentDuplicates": testConcurrentDuplicates,
 		"Mark":                 testMark,
+		"MarkStoredEntry":      testMarkStoredEntry,
+		"Count":                testCount,
 		"Entries":              testEntries,
 		"InvalidEvent":         testInvalidEvent,
 	}
@@ -159,7 +161,8 @@ func testConcurrentDuplicates(t *testing.T, l billing.Ledger) {
 
 func testMark(t *testing.T, l billing.Ledger) {
 	ctx := context.Background()
-	record(t, l, event("m1", "did:mailto:a", "did:key:s1", 1, jan31))
+	ev := event("m1", "did:mailto:a", "did:key:s1", 1, jan31)
+	record(t, l, ev)
 	state := func() billing.Entry {
 		t.Helper()
 		es, err := l.Entries(ctx, billing.EntryFilter{})
@@ -168,27 +171,90 @@ func testMark(t *testing.T, l billing.Ledger) {
 		}
 		return es[0]
 	}
-	if err := l.Mark(ctx, "m1", billing.Unbillable, billing.ReasonNoAccount); err != nil {
+	if err := l.Mark(ctx, ev, billing.Unbillable, billing.ReasonNoAccount); err != nil {
 		t.Fatal(err)
 	}
-	if e := state(); e.State != billing.Unbillable || e.Reason != billing.ReasonNoAccount {
+	e := state()
+	if e.State != billing.Unbillable || e.Reason != billing.ReasonNoAccount {
 		t.Fatalf("after marking unbillable: %+v", e)
 	}
-	if err := l.Mark(ctx, "m1", billing.Reported, ""); err != nil {
+	// A redrive marks the entry it listed: its Event must find the entry.
+	if err := l.Mark(ctx, e.Event, billing.Reported, ""); err != nil {
 		t.Fatal(err)
 	}
 	// Reported is final: a late failure from a duplicate changes nothing.
-	if err := l.Mark(ctx, "m1", billing.Failed, "gave up"); err != nil {
+	if err := l.Mark(ctx, ev, billing.Failed, "gave up"); err != nil {
 		t.Fatal(err)
 	}
 	if e := state(); e.State != billing.Reported || e.Reason != "" {
 		t.Fatalf("a reported entry was changed: %+v", e)
 	}
-	if err := l.Mark(ctx, "nope", billing.Reported, ""); !errors.Is(err, billing.ErrNotFound) {
+	if err := l.Mark(ctx, event("nope", "did:mailto:a", "did:key:s1", 1, jan31), billing.Reported, ""); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("Mark of an unknown cause = %v, want ErrNotFound", err)
 	}
-	if err := l.Mark(ctx, "m1", billing.State("lost"), ""); err == nil {
+	if err := l.Mark(ctx, ev, billing.State("lost"), ""); err == nil {
 		t.Fatal("Mark accepted an unknown state")
+	}
+}
+
+// testMarkStoredEntry marks through the entry Record returns for a
+// duplicate, as the worker does, with a servedAt finer than stores keep.
+func testMarkStoredEntry(t *testing.T, l billing.Ledger) {
+	ctx := context.Background()
+	at := jan31.Add(-time.Hour + 123456789*time.Nanosecond)
+	ev := event("fine", "did:mailto:a", "did:key:s1", 9, at)
+	if _, isNew := record(t, l, ev); !isNew {
+		t.Fatal("first Record was not new")
+	}
+	stored, isNew := record(t, l, ev)
+	if isNew {
+		t.Fatal("second Record was new")
+	}
+	if d := stored.ServedAt.Sub(at); d > time.Millisecond || d < -time.Millisecond {
+		t.Fatalf("stored servedAt %v, want %v to the millisecond", stored.ServedAt, at)
+	}
+	if err := l.Mark(ctx, stored.Event, billing.Failed, "gave up"); err != nil {
+		t.Fatalf("Mark(the stored entry): %v", err)
+	}
+	if err := l.Mark(ctx, ev, billing.Unbillable, billing.ReasonNoKey); err != nil {
+		t.Fatalf("Mark(the event as sent): %v", err)
+	}
+	es, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Unbillable}})
+	if err != nil || len(es) != 1 || es[0].Cause != "fine" || es[0].Reason != billing.ReasonNoKey {
+		t.Fatalf("unbillable entries = %+v, %v; want the one marked", es, err)
+	}
+}
+
+// testCount checks the state counts of a month as entries move between states.
+func testCount(t *testing.T, l billing.Ledger) {
+	ctx := context.Background()
+	states := []billing.State{billing.Reported, billing.Reported, billing.Unbillable, billing.Failed, billing.Pending}
+	for i, st := range states {
+		ev := event(fmt.Sprintf("k%d", i), "did:mailto:a", "did:key:s1", 1, jan31)
+		record(t, l, ev)
+		if st != billing.Pending {
+			if err := l.Mark(ctx, ev, st, "why"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	record(t, l, event("k-other", "did:mailto:b", "did:key:s2", 1, jan31))
+	record(t, l, event("k-feb", "did:mailto:a", "did:key:s1", 1, feb1))
+	for _, tc := range []struct {
+		customer string
+		want     map[billing.State]int64
+	}{
+		{"did:mailto:a", map[billing.State]int64{billing.Pending: 1, billing.Reported: 2, billing.Unbillable: 1, billing.Failed: 1}},
+		{"", map[billing.State]int64{billing.Pending: 2, billing.Reported: 2, billing.Unbillable: 1, billing.Failed: 1}},
+		{"did:mailto:nobody", map[billing.State]int64{billing.Pending: 0, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 0}},
+	} {
+		got, err := l.Count(ctx, billing.UsageFilter{Month: "2025-01", Customer: tc.customer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("January counts for %q = %v, want %v", tc.customer, got, tc.want)
+		}
 	}
 }
 
@@ -199,10 +265,10 @@ func testEntries(t *testing.T, l billing.Ledger) {
 		if i%5 == 0 {
 			customer = "did:mailto:b"
 		}
-		cause := fmt.Sprintf("e%02d", i)
-		record(t, l, event(cause, customer, "did:key:s1", 1, jan31))
+		ev := event(fmt.Sprintf("e%02d", i), customer, "did:key:s1", 1, jan31)
+		record(t, l, ev)
 		if i%2 == 0 {
-			if err := l.Mark(ctx, cause, billing.Unbillable, billing.ReasonNoKey); err != nil {
+			if err := l.Mark(ctx, ev, billing.Unbillable, billing.ReasonNoKey); err != nil {
 				t.Fatal(err)
 			}
 		}

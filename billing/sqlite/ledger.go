@@ -122,8 +122,10 @@ func record(tx *sql.Tx, ev billing.Event, now time.Time) (billing.Entry, bool, e
 	return billing.Entry{Event: ev, State: billing.Pending, RecordedAt: t, UpdatedAt: t}, true, nil
 }
 
-// Mark sets the entry's state and reason unless it is already reported.
-func (l *Ledger) Mark(ctx context.Context, cause string, state billing.State, reason string) error {
+// Mark sets the entry's state and reason unless it is already reported. The
+// ledger is keyed by cause alone; the rest of ev is not needed.
+func (l *Ledger) Mark(ctx context.Context, ev billing.Event, state billing.State, reason string) error {
+	cause := ev.Cause
 	if _, err := billing.ParseState(string(state)); err != nil {
 		return err
 	}
