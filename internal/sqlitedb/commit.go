@@ -1,6 +1,7 @@
 package sqlitedb
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -13,8 +14,8 @@ const maxGroup = 256
 
 // Committer groups concurrent writes into one transaction (group commit):
 // while one commit waits for its fsync, the writes that arrive queue up and
-// go out together in the next. Each write runs in its own savepoint, so one
-// caller's failure does not undo another's.
+// go out together in the next. It writes through one dedicated connection,
+// so statements prepared for the database are prepared on it only once.
 type Committer struct {
 	db     *sql.DB
 	writes chan *write
@@ -39,7 +40,8 @@ func NewCommitter(db *sql.DB) *Committer {
 }
 
 // Do runs fn inside a transaction shared with concurrent callers and returns
-// once that transaction is durable (nil) or failed. fn must only use tx.
+// once that transaction is durable (nil) or failed. fn must only use tx, and
+// may run more than once (when another write in its group fails).
 func (c *Committer) Do(fn func(*sql.Tx) error) (err error) {
 	w := &write{fn: fn, done: make(chan error, 1)}
 	defer func() {
@@ -60,6 +62,12 @@ func (c *Committer) Close() {
 
 func (c *Committer) loop() {
 	defer c.wg.Done()
+	var conn *sql.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
 	for first := range c.writes {
 		group := []*write{first}
 	gather:
@@ -74,46 +82,55 @@ func (c *Committer) loop() {
 				break gather
 			}
 		}
-		errs := c.commit(group)
-		for i, w := range group {
-			w.done <- errs[i]
+		if conn == nil {
+			var err error
+			if conn, err = c.db.Conn(context.Background()); err != nil {
+				for _, w := range group {
+					w.done <- fmt.Errorf("connecting: %w", err)
+				}
+				continue
+			}
 		}
+		c.commit(conn, group)
 	}
 }
 
-// commit runs the group in one transaction and returns each write's outcome.
-func (c *Committer) commit(group []*write) []error {
-	errs := make([]error, len(group))
-	fail := func(err error) []error {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
+// commit runs the group in one transaction and answers each write. When a
+// write fails, the transaction is rolled back and the others are committed
+// without it: failures are rare, so this is cheaper than a savepoint around
+// every write.
+func (c *Committer) commit(conn *sql.Conn, group []*write) {
+	for len(group) > 0 {
+		tx, err := conn.BeginTx(context.Background(), nil)
+		if err != nil {
+			answer(group, fmt.Errorf("beginning transaction: %w", err))
+			return
+		}
+		failed := -1
+		var failure error
+		for i, w := range group {
+			if failure = w.fn(tx); failure != nil {
+				failed = i
+				break
 			}
 		}
-		return errs
-	}
-	tx, err := c.db.Begin()
-	if err != nil {
-		return fail(fmt.Errorf("beginning transaction: %w", err))
-	}
-	for i, w := range group {
-		if _, err := tx.Exec("SAVEPOINT write"); err != nil {
+		if failed >= 0 {
 			tx.Rollback()
-			return fail(fmt.Errorf("savepoint: %w", err))
+			group[failed].done <- failure
+			group = append(group[:failed:failed], group[failed+1:]...)
+			continue
 		}
-		if errs[i] = w.fn(tx); errs[i] != nil {
-			if _, err := tx.Exec("ROLLBACK TO write"); err != nil {
-				tx.Rollback()
-				return fail(fmt.Errorf("rolling back a failed write: %w", err))
-			}
+		if err := tx.Commit(); err != nil {
+			answer(group, fmt.Errorf("committing: %w", err))
+			return
 		}
-		if _, err := tx.Exec("RELEASE write"); err != nil {
-			tx.Rollback()
-			return fail(fmt.Errorf("releasing savepoint: %w", err))
-		}
+		answer(group, nil)
+		return
 	}
-	if err := tx.Commit(); err != nil {
-		return fail(fmt.Errorf("committing: %w", err))
+}
+
+func answer(group []*write, err error) {
+	for _, w := range group {
+		w.done <- err
 	}
-	return errs
 }
