@@ -145,6 +145,7 @@ func (e errTooManyInvocations) Error() string {
 // means nothing was acknowledged and the caller may retry the whole message.
 func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyReceipt, error) {
 	outcomes := make([]outcome, len(items))
+	lookups := &customerLookups{store: s.cfg.Customers, found: map[string]string{}}
 	workers := min(runtime.GOMAXPROCS(0), len(items))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -153,7 +154,7 @@ func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyRe
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				outcomes[i] = s.run(ctx, items[i])
+				outcomes[i] = s.run(ctx, items[i], lookups)
 			}
 		}()
 	}

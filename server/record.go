@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
@@ -34,7 +36,7 @@ type outcome struct {
 
 // run validates and executes one invocation. It never panics: a panic in a
 // decoder or validator on hostile input becomes a failure receipt.
-func (s *Server) run(ctx context.Context, item incoming) (o outcome) {
+func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookups) (o outcome) {
 	o.capability = "unknown"
 	if item.refused != nil {
 		return s.failLink(item.link, o.capability, *item.refused)
@@ -102,7 +104,7 @@ func (s *Server) run(ctx context.Context, item incoming) (o outcome) {
 	}
 
 	providers := append([]string{audience}, s.audiences...)
-	customer, err := s.cfg.Customers.Customer(ctx, space, providers)
+	customer, err := lookups.customer(ctx, space, providers)
 	if errors.Is(err, customers.ErrNotFound) {
 		return s.fail(inv, can, capabilities.ConsumerNotFound(space))
 	}
@@ -127,6 +129,33 @@ func (s *Server) run(ctx context.Context, item incoming) (o outcome) {
 		Cause:    inv.Link().String(),
 	}
 	return o
+}
+
+// customerLookups remembers, for one message, the customers already found:
+// a batch of a hundred invocations usually covers a handful of spaces.
+// Misses are not remembered, and nothing outlives the message, so a space
+// provisioned a moment ago is found by the next request.
+type customerLookups struct {
+	store customers.Store
+	mu    sync.Mutex
+	found map[string]string // by space and providers
+}
+
+func (l *customerLookups) customer(ctx context.Context, space string, providers []string) (string, error) {
+	key := space + " " + strings.Join(providers, " ")
+	l.mu.Lock()
+	c, ok := l.found[key]
+	l.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := l.store.Customer(ctx, space, providers)
+	if err == nil {
+		l.mu.Lock()
+		l.found[key] = c
+		l.mu.Unlock()
+	}
+	return c, err
 }
 
 // fail issues a failure receipt for inv. Failure receipts are returned but not
@@ -155,7 +184,7 @@ func (s *Server) validationContext(parser validator.CapabilityParser[capabilitie
 		validator.IsSelfIssued,
 		func(context.Context, validator.Authorization[any]) validator.Revoked { return nil },
 		validator.ProofUnavailable,
-		parsePrincipal,
+		s.signatures.parsePrincipal,
 		s.cfg.Principals.ResolveDIDKey,
 		validator.NotExpiredNotTooEarly,
 	)

@@ -31,6 +31,10 @@ const (
 	DefaultMaxAhead       = 5 * time.Minute     // Stripe's limit for meter event timestamps
 )
 
+// signatureCacheSize is how many verified signatures are remembered: about a
+// megabyte, far more than the delegations of all gateways in use at once.
+const signatureCacheSize = 16384
+
 // Config is everything the server needs. Signer, Customers, Queue and
 // Receipts are required; the rest have defaults.
 type Config struct {
@@ -81,6 +85,8 @@ type Server struct {
 	audiences []string
 	// trusted is the set of TrustedIssuers; nil accepts any issuer.
 	trusted map[string]bool
+	// signatures remembers verified signatures (of delegations, mostly).
+	signatures *signatureCache
 }
 
 // New checks cfg, fills in defaults and builds the handler.
@@ -118,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Principals == nil {
 		cfg.Principals = NewPrincipalResolver(nil, nil)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), signatures: newSignatureCache(signatureCacheSize)}
 	s.audiences = []string{cfg.Signer.DID().String()}
 	for _, a := range cfg.Aliases {
 		s.audiences = append(s.audiences, a.String())
