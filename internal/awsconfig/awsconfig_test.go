@@ -71,8 +71,12 @@ func TestEndpointsFromEnvironment(t *testing.T) {
 			if got := aws.ToString(NewSQS(cfg).Options().BaseEndpoint); got != tc.sqs {
 				t.Errorf("SQS endpoint = %q, want %q", got, tc.sqs)
 			}
-			if got := aws.ToString(NewDynamoDB(cfg).Options().BaseEndpoint); got != tc.dynamo {
+			dynamo := NewDynamoDB(cfg).Options()
+			if got := aws.ToString(dynamo.BaseEndpoint); got != tc.dynamo {
 				t.Errorf("DynamoDB endpoint = %q, want %q", got, tc.dynamo)
+			}
+			if got, want := dynamo.DisableValidateResponseChecksum, tc.dynamo != ""; got != want {
+				t.Errorf("DynamoDB skips response checksums: %v, want %v (only off AWS)", got, want)
 			}
 		})
 	}

@@ -2,7 +2,10 @@
 // need (`egressd aws init`): the receipts bucket, the event queue with its
 // dead-letter queue, and the DynamoDB tables. Every step is idempotent: what
 // already exists is kept (and checked, for tables), so it is safe to run on
-// every deployment and against a half-initialised account.
+// every deployment and against a half-initialised account. The one change
+// made to an existing table is adding egressd's own index, unsettled, to an
+// events table that lacks it (Storacha's, say): it is sparse, so no existing
+// row enters it and none is changed.
 //
 // Table layouts (all PAY_PER_REQUEST, every attribute named here a string
 // unless marked N). The consumer and customer tables are Storacha's w3infra
@@ -20,6 +23,10 @@
 //	                        attributes space, customer, resource, servedAt, bytes (N), cause
 //	  GSI customer          customer (HASH), sk (RANGE); projects space, resource, bytes, cause, servedAt
 //	  GSI space             space (HASH), servedAt (RANGE); projects resource, bytes
+//	                        egressd adds the ledger's attributes: state, reason,
+//	                        recordedAt, updatedAt, and unsettled while not reported
+//	  GSI unsettled         unsettled = "<state>#<shard>" (HASH), cause (RANGE); projects all;
+//	                        egressd's own, sparse: the entries Stripe has not accepted yet
 //	egress-traffic-monthly  key pk = "customer#<customer DID>" (HASH), sk = "<YYYY-MM>#<space>" (RANGE)
 //	                        attributes space, month (YYYY-MM), bytes (N), eventCount (N)
 //	  GSI space-month-index space (HASH), month (RANGE); projects bytes, eventCount

@@ -84,7 +84,7 @@ func TestInitTwice(t *testing.T) {
 	}{
 		{tables.Consumer, "subscription", "provider", []string{"consumerV2"}},
 		{tables.Customer, "customer", "", []string{"account"}},
-		{tables.Events, "pk", "sk", []string{"customer", "space"}},
+		{tables.Events, "pk", "sk", []string{"customer", "space", "unsettled"}},
 		{tables.Monthly, "pk", "sk", []string{"space-month-index"}},
 	} {
 		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tc.table)})
@@ -168,6 +168,71 @@ func TestTableWithOtherLayout(t *testing.T) {
 	// The other tables were still created.
 	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tables.Monthly)}); err != nil {
 		t.Errorf("table %s: %v", tables.Monthly, err)
+	}
+}
+
+// TestAddsOwnIndexToStorachaEventsTable checks that Init takes over an
+// events table made by w3infra (its two indexes only): it adds egressd's
+// sparse unsettled index and keeps the rows.
+func TestAddsOwnIndexToStorachaEventsTable(t *testing.T) {
+	ctx := context.Background()
+	db := awsconfig.NewDynamoDB(awstest.Config(t))
+	tables, err := awsconfig.ParseDynamoDB("dynamodb://" + awstest.Name("storacha") + "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *string { return aws.String(s) }
+	attr := func(names ...string) []dbtypes.AttributeDefinition {
+		var defs []dbtypes.AttributeDefinition
+		for _, n := range names {
+			defs = append(defs, dbtypes.AttributeDefinition{AttributeName: str(n), AttributeType: dbtypes.ScalarAttributeTypeS})
+		}
+		return defs
+	}
+	key := func(hash, sortKey string) []dbtypes.KeySchemaElement {
+		return []dbtypes.KeySchemaElement{{AttributeName: str(hash), KeyType: dbtypes.KeyTypeHash}, {AttributeName: str(sortKey), KeyType: dbtypes.KeyTypeRange}}
+	}
+	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            str(tables.Events),
+		BillingMode:          dbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: attr("pk", "sk", "customer", "space", "servedAt"),
+		KeySchema:            key("pk", "sk"),
+		GlobalSecondaryIndexes: []dbtypes.GlobalSecondaryIndex{
+			{IndexName: str("customer"), KeySchema: key("customer", "sk"), Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeInclude, NonKeyAttributes: []string{"space", "resource", "bytes", "cause", "servedAt"}}},
+			{IndexName: str("space"), KeySchema: key("space", "servedAt"), Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeInclude, NonKeyAttributes: []string{"resource", "bytes"}}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := map[string]dbtypes.AttributeValue{
+		"pk": &dbtypes.AttributeValueMemberS{Value: "did:key:s#bafkrei"}, "sk": &dbtypes.AttributeValueMemberS{Value: "2025-01-31T00:00:00.000Z#bafyrei"},
+		"customer": &dbtypes.AttributeValueMemberS{Value: "did:mailto:a"}, "space": &dbtypes.AttributeValueMemberS{Value: "did:key:s"},
+		"servedAt": &dbtypes.AttributeValueMemberS{Value: "2025-01-31T00:00:00.000Z"}, "bytes": &dbtypes.AttributeValueMemberN{Value: "5"},
+	}
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: str(tables.Events), Item: row}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second run finds the index and leaves it
+		if err := awsinit.Tables(ctx, db, tables, awsinit.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: str(tables.Events)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var indexes []string
+	for _, g := range out.Table.GlobalSecondaryIndexes {
+		indexes = append(indexes, aws.ToString(g.IndexName))
+	}
+	slices.Sort(indexes)
+	if want := []string{"customer", "space", "unsettled"}; !slices.Equal(indexes, want) {
+		t.Fatalf("indexes = %v, want %v", indexes, want)
+	}
+	scan, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: str(tables.Events)})
+	if err != nil || len(scan.Items) != 1 {
+		t.Fatalf("rows after Init = %v, %v; want the one row", scan.Items, err)
 	}
 }
 

@@ -17,11 +17,19 @@ import (
 
 // Index names, as Storacha's w3infra names them.
 const (
-	ConsumerIndex        = "consumerV2"
-	AccountIndex         = "account"
-	EventsCustomerIndex  = "customer"
-	EventsSpaceIndex     = "space"
-	MonthlySpaceIndex    = "space-month-index"
+	ConsumerIndex       = "consumerV2"
+	AccountIndex        = "account"
+	EventsCustomerIndex = "customer"
+	EventsSpaceIndex    = "space"
+	MonthlySpaceIndex   = "space-month-index"
+)
+
+// EventsUnsettledIndex is egressd's own index on the events table: the
+// billing ledger's entries that Stripe has not accepted yet (see
+// billing/dynamodb).
+const EventsUnsettledIndex = "unsettled"
+
+const (
 	tableActiveTimeout   = 5 * time.Minute
 	tableActivePollDelay = time.Second
 )
@@ -33,11 +41,15 @@ type table struct {
 	indexes       []index
 }
 
-// index is a GSI; include nil projects only the keys.
+// index is a GSI; include nil projects only the keys, all projects every
+// attribute. egressd's own indexes (owned) are added to a table that exists
+// without them; an index of Storacha's layout is only checked.
 type index struct {
 	name          string
 	hash, sortKey string
 	include       []string
+	all           bool
+	owned         bool
 }
 
 // layouts are the tables of the package comment.
@@ -52,6 +64,7 @@ func layouts(t awsconfig.Tables) []table {
 		{name: t.Events, hash: "pk", sortKey: "sk", indexes: []index{
 			{name: EventsCustomerIndex, hash: "customer", sortKey: "sk", include: []string{"space", "resource", "bytes", "cause", "servedAt"}},
 			{name: EventsSpaceIndex, hash: "space", sortKey: "servedAt", include: []string{"resource", "bytes"}},
+			{name: EventsUnsettledIndex, hash: "unsettled", sortKey: "cause", all: true, owned: true},
 		}},
 		{name: t.Monthly, hash: "pk", sortKey: "sk", indexes: []index{
 			{name: MonthlySpaceIndex, hash: "space", sortKey: "month", include: []string{"bytes", "eventCount"}},
@@ -97,6 +110,9 @@ func ensureTable(ctx context.Context, client *dynamodb.Client, tb table, opts Op
 			return err
 		}
 		opts.Log.Info("table exists", "table", tb.name)
+		if err := addOwnedIndexes(ctx, client, tb, desc.Table, opts); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("creating table %s: %w", tb.name, err)
 	}
@@ -126,23 +142,98 @@ func (tb table) createInput() *dynamodb.CreateTableInput {
 	for _, ix := range tb.indexes {
 		addAttr(ix.hash)
 		addAttr(ix.sortKey)
-		projection := &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
-		if len(ix.include) > 0 {
-			projection = &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: ix.include}
-		}
-		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, types.GlobalSecondaryIndex{
-			IndexName:  aws.String(ix.name),
-			KeySchema:  keySchema(ix.hash, ix.sortKey),
-			Projection: projection,
-		})
+		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, ix.create())
 	}
-	for _, a := range attrs {
-		in.AttributeDefinitions = append(in.AttributeDefinitions, types.AttributeDefinition{
-			AttributeName: aws.String(a),
-			AttributeType: types.ScalarAttributeTypeS,
-		})
-	}
+	in.AttributeDefinitions = stringAttributes(attrs)
 	return in
+}
+
+func (ix index) create() types.GlobalSecondaryIndex {
+	projection := &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
+	switch {
+	case ix.all:
+		projection = &types.Projection{ProjectionType: types.ProjectionTypeAll}
+	case len(ix.include) > 0:
+		projection = &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: ix.include}
+	}
+	return types.GlobalSecondaryIndex{
+		IndexName:  aws.String(ix.name),
+		KeySchema:  keySchema(ix.hash, ix.sortKey),
+		Projection: projection,
+	}
+}
+
+func stringAttributes(names []string) []types.AttributeDefinition {
+	var defs []types.AttributeDefinition
+	for _, a := range names {
+		defs = append(defs, types.AttributeDefinition{AttributeName: aws.String(a), AttributeType: types.ScalarAttributeTypeS})
+	}
+	return defs
+}
+
+// addOwnedIndexes adds egressd's own indexes to a table that exists without
+// them (Storacha's egress-traffic-events, say) and waits until they are
+// active. It changes no row: the indexes are sparse, holding only rows that
+// egressd writes with their key attribute.
+func addOwnedIndexes(ctx context.Context, client *dynamodb.Client, tb table, d *types.TableDescription, opts Options) error {
+	for _, ix := range tb.indexes {
+		if !ix.owned || hasIndex(d, ix.name) {
+			continue
+		}
+		var attrs []string
+		for _, a := range []string{ix.hash, ix.sortKey} {
+			if a != "" {
+				attrs = append(attrs, a)
+			}
+		}
+		create := ix.create()
+		_, err := client.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+			TableName:            aws.String(tb.name),
+			AttributeDefinitions: stringAttributes(attrs),
+			GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+				IndexName:  create.IndexName,
+				KeySchema:  create.KeySchema,
+				Projection: create.Projection,
+			}}},
+		})
+		if err != nil {
+			return fmt.Errorf("adding index %s to table %s: %w", ix.name, tb.name, err)
+		}
+		opts.Log.Info("adding index", "table", tb.name, "index", ix.name)
+		if err := waitIndexActive(ctx, client, tb.name, ix.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasIndex(d *types.TableDescription, name string) bool {
+	return slices.ContainsFunc(d.GlobalSecondaryIndexes, func(g types.GlobalSecondaryIndexDescription) bool {
+		return aws.ToString(g.IndexName) == name
+	})
+}
+
+// waitIndexActive polls until the index has been built (DynamoDB backfills
+// it from the table first).
+func waitIndexActive(ctx context.Context, client *dynamodb.Client, table, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, tableActiveTimeout)
+	defer cancel()
+	for {
+		out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil {
+			return fmt.Errorf("waiting for index %s of table %s: %w", name, table, err)
+		}
+		for _, g := range out.Table.GlobalSecondaryIndexes {
+			if aws.ToString(g.IndexName) == name && g.IndexStatus == types.IndexStatusActive {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %s of table %s to become active: %w", name, table, ctx.Err())
+		case <-time.After(tableActivePollDelay):
+		}
+	}
 }
 
 func keySchema(hash, sortKey string) []types.KeySchemaElement {
@@ -163,6 +254,9 @@ func (tb table) check(d *types.TableDescription) error {
 		return fmt.Errorf("table %s exists with key %s; egressd needs %s", tb.name, got, want)
 	}
 	for _, ix := range tb.indexes {
+		if ix.owned && !hasIndex(d, ix.name) {
+			continue // addOwnedIndexes adds it
+		}
 		i := slices.IndexFunc(d.GlobalSecondaryIndexes, func(g types.GlobalSecondaryIndexDescription) bool {
 			return aws.ToString(g.IndexName) == ix.name
 		})
