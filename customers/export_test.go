@@ -1,0 +1,13 @@
+package customers
+
+import "time"
+
+// SetCacheClock replaces the clock of c, for tests of expiry.
+func SetCacheClock(c *Cached, now func() time.Time) { c.now = now }
+
+// CacheLen is the number of spaces c remembers.
+func CacheLen(c *Cached) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.found)
+}
