@@ -290,21 +290,30 @@ func (q *Queue) deleteBatch(ctx context.Context, msgs []billing.Message) error {
 // Depth is the number of messages waiting, delayed or leased (SQS's
 // approximate counts).
 func (q *Queue) Depth(ctx context.Context) (int, error) {
+	n, err := q.count(ctx, q.url)
+	if err != nil {
+		return 0, fmt.Errorf("queue depth: %w", err)
+	}
+	return n, nil
+}
+
+// count adds up SQS's approximate counts of the queue at url.
+func (q *Queue) count(ctx context.Context, url string) (int, error) {
 	names := []types.QueueAttributeName{
 		types.QueueAttributeNameApproximateNumberOfMessages,
 		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
 		types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
 	}
-	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q.url), AttributeNames: names})
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
 	if err != nil {
-		return 0, fmt.Errorf("queue depth: %w", err)
+		return 0, err
 	}
 	total := 0
 	for _, name := range names {
 		if v, ok := out.Attributes[string(name)]; ok {
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return 0, fmt.Errorf("queue depth: %s = %q", name, v)
+				return 0, fmt.Errorf("%s = %q", name, v)
 			}
 			total += n
 		}

@@ -165,6 +165,9 @@ func TestPoisonMessagesGoToDeadLetterQueue(t *testing.T) {
 	if n, err := dlq.Depth(ctx); err != nil || n != 2 {
 		t.Fatalf("dead-letter queue depth = %d, %v; want 2", n, err)
 	}
+	if n, err := q.DeadLetters(ctx); err != nil || n != 2 {
+		t.Fatalf("DeadLetters = %d, %v; want 2, found through the redrive policy", n, err)
+	}
 	parked := receiveAll(t, dlq, 1)
 	if len(parked) != 1 || parked[0].Event.Cause != ev.Cause || parked[0].Event.Bytes != ev.Bytes {
 		t.Fatalf("dead-letter queue holds %+v, want the event %+v", parked, ev)
@@ -187,6 +190,25 @@ func TestOpenMissingQueue(t *testing.T) {
 	_, err := sqs.Open(context.Background(), client, awstest.Name("missing"), sqs.Options{})
 	if err == nil || !strings.Contains(err.Error(), "aws init") {
 		t.Fatalf("Open(missing queue) = %v, want an error that says how to create it", err)
+	}
+}
+
+// TestDeadLettersWithoutRedrivePolicy: a queue made by hand, without a
+// dead-letter queue, is reported as such rather than as having none parked.
+func TestDeadLettersWithoutRedrivePolicy(t *testing.T) {
+	ctx := context.Background()
+	client := awsconfig.NewSQS(awstest.Config(t))
+	name := awstest.Name("nodlq")
+	if _, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := sqs.Open(ctx, client, name, sqs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if _, err := q.DeadLetters(ctx); err == nil || !strings.Contains(err.Error(), "aws init") {
+		t.Fatalf("DeadLetters without a redrive policy = %v, want an error that says how to set one", err)
 	}
 }
 
