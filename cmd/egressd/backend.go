@@ -1,28 +1,93 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/egressd/egressd/billing"
+	billingdynamodb "github.com/egressd/egressd/billing/dynamodb"
 	billingsqlite "github.com/egressd/egressd/billing/sqlite"
+	billingsqs "github.com/egressd/egressd/billing/sqs"
 	"github.com/egressd/egressd/customers"
+	customersdynamodb "github.com/egressd/egressd/customers/dynamodb"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
+	"github.com/egressd/egressd/internal/awsconfig"
 	"github.com/egressd/egressd/receipts"
+	receiptss3 "github.com/egressd/egressd/receipts/s3"
 	receiptsqlite "github.com/egressd/egressd/receipts/sqlite"
 )
 
-// backendFlags choose where egressd keeps its data.
+// backendFlags choose where egressd keeps its data: everything under
+// --data-dir (the embedded backend), or, store by store, S3 (--receipts),
+// SQS (--queue) and DynamoDB (--tables: customers, the ledger and the
+// monthly totals).
 type backendFlags struct {
-	dataDir string
+	dataDir                 string
+	receipts, queue, tables string
 	// queueVisibility is the queue's lease on a received message; commands
 	// that run a worker set it from --queue-visibility, zero is the default.
 	queueVisibility time.Duration
+	// customerTTL caches found customers in front of DynamoDB (serve sets
+	// it from --customer-ttl); zero caches nothing.
+	customerTTL time.Duration
+	// log receives what the stores report (the SQS queue's undecodable
+	// messages); nil discards it.
+	log *slog.Logger
 }
 
-func (b *backendFlags) register(fs *flag.FlagSet) {
+// registerDataDir registers --data-dir alone, for commands that only read
+// the service key.
+func (b *backendFlags) registerDataDir(fs *flag.FlagSet) {
 	fs.StringVar(&b.dataDir, "data-dir", "./data", "directory of the embedded backend (SQLite files and the service key)")
+}
+
+// register registers --data-dir and the AWS backend flags. Every command
+// that opens a store takes all of them, so one set of EGRESSD_RECEIPTS,
+// EGRESSD_QUEUE and EGRESSD_TABLES variables configures them all.
+func (b *backendFlags) register(fs *flag.FlagSet) {
+	b.registerDataDir(fs)
+	b.registerAWS(fs)
+}
+
+// registerAWS registers --receipts, --queue and --tables.
+func (b *backendFlags) registerAWS(fs *flag.FlagSet) {
+	fs.StringVar(&b.receipts, "receipts", "", "keep receipts in S3: s3://BUCKET[/PREFIX][?path-style=true|false]; default: in the data directory")
+	fs.StringVar(&b.queue, "queue", "", "carry events on SQS: sqs://QUEUE_NAME[?dlq=NAME] (dead-letter queue QUEUE_NAME-dlq); default: in the data directory")
+	fs.StringVar(&b.tables, "tables", "", "keep customers, the billing ledger and monthly totals in DynamoDB: dynamodb://[TABLE_PREFIX][?consumer=&customer=&events=&monthly=] (dynamodb://<stage>-w3infra- reads Storacha's tables); default: in the data directory")
+}
+
+// usesAWS reports whether any store is on AWS.
+func (b *backendFlags) usesAWS() bool { return b.receipts != "" || b.queue != "" || b.tables != "" }
+
+// awsConfig loads the AWS configuration from the standard chain
+// (AWS_REGION, credentials, AWS_ENDPOINT_URL[_S3|_SQS|_DYNAMODB]...) when a
+// store is on AWS; the stores of one process share it.
+func (b *backendFlags) awsConfig(ctx context.Context) (aws.Config, error) {
+	if !b.usesAWS() {
+		return aws.Config{}, nil
+	}
+	return awsconfig.Load(ctx)
+}
+
+// describe names where each store lives, for the start-up log.
+func (b *backendFlags) describe() []any {
+	or := func(url string) string {
+		if url == "" {
+			return "embedded"
+		}
+		return url
+	}
+	return []any{"data_dir", b.dataDir, "receipts", or(b.receipts), "queue", or(b.queue), "tables", or(b.tables)}
 }
 
 // backend is the set of stores one process uses.
@@ -34,56 +99,171 @@ type backend struct {
 	closers   []func() error
 }
 
-// Close closes every store that was opened.
+// Close closes every store that was opened, the last opened first (so the
+// SQS queue sends what it holds before anything else goes).
 func (b *backend) Close() error {
 	var errs []error
-	for _, c := range b.closers {
-		errs = append(errs, c())
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		errs = append(errs, b.closers[i]())
 	}
 	return errors.Join(errs...)
 }
 
-// openCustomers opens only the customer store (provision, customer set).
+// openCustomers is customerStore without a deadline, for callers that have
+// no context at hand.
 func (f *backendFlags) openCustomers() (customers.Store, func() error, error) {
-	s, err := customersqlite.Open(f.dataDir)
+	return f.customerStore(context.Background())
+}
+
+// customerStore opens only the customer store (provision, customer set).
+func (f *backendFlags) customerStore(ctx context.Context) (customers.Store, func() error, error) {
+	cfg, err := f.awsConfig(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	return s, s.Close, nil
+	return f.customerStoreWith(ctx, cfg)
+}
+
+func (f *backendFlags) customerStoreWith(ctx context.Context, cfg aws.Config) (customers.Store, func() error, error) {
+	if f.tables == "" {
+		s, err := customersqlite.Open(f.dataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		// No cache: provisioning from another process takes effect at once.
+		return s, s.Close, nil
+	}
+	tables, client, err := f.dynamoDB(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkTables(ctx, client, tables.Consumer, tables.Customer); err != nil {
+		return nil, nil, err
+	}
+	var s customers.Store = customersdynamodb.New(client, customersdynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer})
+	if f.customerTTL > 0 {
+		s = customers.NewCached(s, f.customerTTL, 0)
+	}
+	return s, func() error { return nil }, nil
+}
+
+func (f *backendFlags) dynamoDB(cfg aws.Config) (awsconfig.Tables, *awsdynamodb.Client, error) {
+	tables, err := awsconfig.ParseDynamoDB(f.tables)
+	if err != nil {
+		return awsconfig.Tables{}, nil, fmt.Errorf("--tables: %w", err)
+	}
+	return tables, awsconfig.NewDynamoDB(cfg), nil
 }
 
 // open opens every store.
-func (f *backendFlags) open() (*backend, error) {
+func (f *backendFlags) open(ctx context.Context) (_ *backend, err error) {
 	b := &backend{}
-	cs, closeCustomers, err := f.openCustomers()
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	cfg, err := f.awsConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs, closeCustomers, err := f.customerStoreWith(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	b.Customers = cs
 	b.closers = append(b.closers, closeCustomers)
 
-	q, err := billingsqlite.OpenQueue(f.dataDir, billingsqlite.QueueOptions{Visibility: f.queueVisibility})
-	if err != nil {
-		b.Close()
+	if b.Ledger, err = f.openLedger(ctx, cfg, b); err != nil {
 		return nil, err
 	}
-	b.Queue = q
-	b.closers = append(b.closers, q.Close)
-
-	l, err := billingsqlite.OpenLedger(f.dataDir)
-	if err != nil {
-		b.Close()
+	if b.Receipts, err = f.openReceipts(ctx, cfg, b); err != nil {
 		return nil, err
 	}
-	b.Ledger = l
-	b.closers = append(b.closers, l.Close)
-
-	rs, err := receiptsqlite.Open(f.dataDir)
-	if err != nil {
-		b.Close()
+	// The queue last: it is closed first, flushing its batches while the
+	// other stores are still open.
+	if b.Queue, err = f.openQueue(ctx, cfg, b); err != nil {
 		return nil, err
 	}
-	b.Receipts = rs
-	b.closers = append(b.closers, rs.Close)
 	return b, nil
+}
+
+func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backend) (billing.Ledger, error) {
+	if f.tables == "" {
+		l, err := billingsqlite.OpenLedger(f.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		b.closers = append(b.closers, l.Close)
+		return l, nil
+	}
+	tables, client, err := f.dynamoDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTables(ctx, client, tables.Events, tables.Monthly); err != nil {
+		return nil, err
+	}
+	return billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly}), nil
+}
+
+func (f *backendFlags) openReceipts(ctx context.Context, cfg aws.Config, b *backend) (receipts.Store, error) {
+	if f.receipts == "" {
+		rs, err := receiptsqlite.Open(f.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		b.closers = append(b.closers, rs.Close)
+		return rs, nil
+	}
+	bucket, err := awsconfig.ParseS3(f.receipts)
+	if err != nil {
+		return nil, fmt.Errorf("--receipts: %w", err)
+	}
+	client := awsconfig.NewS3(cfg, bucket.PathStyle)
+	if _, err := client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(bucket.Name)}); err != nil {
+		return nil, fmt.Errorf("--receipts: bucket %s: %w (create it with `egressd aws init --receipts %s`)", bucket.Name, err, f.receipts)
+	}
+	return receiptss3.New(client, bucket.Name, bucket.Prefix, receiptss3.Options{}), nil
+}
+
+func (f *backendFlags) openQueue(ctx context.Context, cfg aws.Config, b *backend) (billing.Queue, error) {
+	if f.queue == "" {
+		q, err := billingsqlite.OpenQueue(f.dataDir, billingsqlite.QueueOptions{Visibility: f.queueVisibility})
+		if err != nil {
+			return nil, err
+		}
+		b.closers = append(b.closers, q.Close)
+		return q, nil
+	}
+	names, err := awsconfig.ParseSQS(f.queue)
+	if err != nil {
+		return nil, fmt.Errorf("--queue: %w", err)
+	}
+	q, err := billingsqs.Open(ctx, awsconfig.NewSQS(cfg), names.Name, billingsqs.Options{Visibility: f.queueVisibility, Log: f.log})
+	if err != nil {
+		return nil, fmt.Errorf("--queue: %w", err)
+	}
+	b.closers = append(b.closers, q.Close)
+	return q, nil
+}
+
+// checkTables fails early, naming the fix, when a table is missing: better
+// at start-up than on the first invocation.
+func checkTables(ctx context.Context, client *awsdynamodb.Client, names ...string) error {
+	var missing []string
+	for _, name := range names {
+		_, err := client.DescribeTable(ctx, &awsdynamodb.DescribeTableInput{TableName: aws.String(name)})
+		var notFound *dbtypes.ResourceNotFoundException
+		switch {
+		case errors.As(err, &notFound):
+			missing = append(missing, name)
+		case err != nil:
+			return fmt.Errorf("--tables: table %s: %w", name, err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--tables: no table %s (create the tables with `egressd aws init --tables ...`)", strings.Join(missing, ", "))
+	}
+	return nil
 }

@@ -51,7 +51,8 @@ func billingCommand() *ffcli.Command {
 				}
 				filter.Customer = customer
 			}
-			b, err := backend.open()
+			backend.log = log
+			b, err := backend.open(ctx)
 			if err != nil {
 				return err
 			}
@@ -117,7 +118,7 @@ func listCommand() *ffcli.Command {
 			if len(filter.States) == 0 {
 				filter.States = []billing.State{billing.Unbillable, billing.Failed}
 			}
-			b, err := backend.open()
+			b, err := backend.open(ctx)
 			if err != nil {
 				return err
 			}

@@ -43,7 +43,7 @@ func provisionCommand() *ffcli.Command {
 			} else if err := checkDID(provider, "did:", "--provider"); err != nil {
 				return err
 			}
-			store, closeStore, err := backend.openCustomers()
+			store, closeStore, err := backend.customerStore(ctx)
 			if err != nil {
 				return err
 			}
@@ -79,7 +79,7 @@ func customerCommand() *ffcli.Command {
 				}
 				account = "stripe:" + stripeCustomer
 			}
-			store, closeStore, err := backend.openCustomers()
+			store, closeStore, err := backend.customerStore(ctx)
 			if err != nil {
 				return err
 			}

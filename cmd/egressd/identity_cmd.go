@@ -15,7 +15,7 @@ func idCommand() *ffcli.Command {
 		key, didWeb string
 	)
 	fs := flag.NewFlagSet("id", flag.ContinueOnError)
-	backend.register(fs)
+	backend.registerDataDir(fs)
 	fs.StringVar(&key, "key", "", "service key (Mg...); default: the key in the data directory")
 	fs.StringVar(&didWeb, "did", "", "service did:web, printed instead of the did:key when set")
 	return command("id", "egressd id --data-dir DIR", "print the service DID", fs,

@@ -53,6 +53,7 @@ func rootCommand() *ffcli.Command {
 			workerCommand(),
 			billingCommand(),
 			usageCommand(),
+			awsCommand(),
 			idCommand(),
 			provisionCommand(),
 			customerCommand(),

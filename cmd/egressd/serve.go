@@ -56,6 +56,7 @@ func serveCommand() *ffcli.Command {
 	var f serveFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.backend.register(fs)
+	fs.DurationVar(&f.backend.customerTTL, "customer-ttl", 10*time.Second, "with --tables: how long a space's customer, once found, is remembered (spaces not found are asked again every time; 0 remembers nothing)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on (use 0.0.0.0:8080 behind a load balancer)")
 	fs.StringVar(&f.key, "key", "", "service key, ed25519 in multibase (Mg...); default: the key in the data directory, generated on first start")
 	fs.StringVar(&f.didWeb, "did", "", "public did:web identity of the service (for example did:web:egress.example.com); default: the key's did:key")
@@ -140,7 +141,8 @@ func runServe(ctx context.Context, f serveFlags) error {
 	}
 
 	f.backend.queueVisibility = f.workerTuning.visibility
-	b, err := f.backend.open()
+	f.backend.log = log
+	b, err := f.backend.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -195,7 +197,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("egressd listening", "addr", ln.Addr().String(), "did", signer.DID().String(), "data_dir", f.backend.dataDir, "version", version)
+	log.Info("egressd listening", append([]any{"addr", ln.Addr().String(), "did", signer.DID().String(), "version", version}, f.backend.describe()...)...)
 	// The line below is for people and scripts: it names the address actually bound.
 	fmt.Printf("egressd %s listening on http://%s\n", signer.DID(), ln.Addr())
 

@@ -53,7 +53,7 @@ func usageCommand() *ffcli.Command {
 				}
 				rep.Month = m
 			}
-			b, err := backend.open()
+			b, err := backend.open(ctx)
 			if err != nil {
 				return err
 			}

@@ -123,7 +123,8 @@ func workerCommand() *ffcli.Command {
 				return err
 			}
 			backend.queueVisibility = worker.visibility
-			b, err := backend.open()
+			backend.log = log
+			b, err := backend.open(ctx)
 			if err != nil {
 				return err
 			}
@@ -145,7 +146,7 @@ func workerCommand() *ffcli.Command {
 				}
 				defer stop()
 			}
-			log.Info("billing worker started", "data_dir", backend.dataDir, "stripe", reporter != nil, "stripe_url", stripeCfg.url, "meter_event", stripeCfg.meterEvent)
+			log.Info("billing worker started", append([]any{"stripe", reporter != nil, "stripe_url", stripeCfg.url, "meter_event", stripeCfg.meterEvent}, backend.describe()...)...)
 			err = w.Run(ctx)
 			log.Info("billing worker stopped")
 			return err
