@@ -29,8 +29,12 @@ type usageJSON struct {
 
 func usage(t *testing.T, data string) usageJSON {
 	t.Helper()
+	return decodeUsage(t, run(t, "usage", "--data-dir", data, "--json"))
+}
+
+func decodeUsage(t *testing.T, out string) usageJSON {
+	t.Helper()
 	var u usageJSON
-	out := run(t, "usage", "--data-dir", data, "--json")
 	if err := json.Unmarshal([]byte(out), &u); err != nil {
 		t.Fatalf("usage --json printed %q: %v", out, err)
 	}

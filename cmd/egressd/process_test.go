@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -57,8 +58,14 @@ func isolatedEnv(extra ...string) []string {
 // run runs an egressd subcommand to completion and returns its stdout.
 func run(t *testing.T, args ...string) string {
 	t.Helper()
+	return runEnv(t, nil, args...)
+}
+
+// runEnv is run with env added to the isolated environment.
+func runEnv(t *testing.T, env []string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(egressdBinary(t), args...)
-	cmd.Env = isolatedEnv()
+	cmd.Env = isolatedEnv(env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -92,9 +99,15 @@ var listening = regexp.MustCompile(`listening on (http://\S+)`)
 // startServe starts `egressd serve` on a free port and waits until it listens.
 func startServe(t *testing.T, dataDir string, extra ...string) *serveProcess {
 	t.Helper()
+	return startServeEnv(t, nil, dataDir, extra...)
+}
+
+// startServeEnv is startServe with env added to the isolated environment.
+func startServeEnv(t *testing.T, env []string, dataDir string, extra ...string) *serveProcess {
+	t.Helper()
 	args := append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(egressdBinary(t), args...)
-	cmd.Env = isolatedEnv()
+	cmd.Env = isolatedEnv(env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -138,17 +151,24 @@ func (p *serveProcess) kill() {
 // stop sends SIGTERM and waits for a clean exit.
 func (p *serveProcess) stop(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(os.Interrupt)
+	stopProcess(t, p.cmd)
+}
+
+// stopProcess sends SIGTERM to an egressd process and waits for a clean exit.
+func stopProcess(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	name := strings.Join(cmd.Args[:min(2, len(cmd.Args))], " ")
+	cmd.Process.Signal(syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
+	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("egressd serve exited with %v on SIGTERM", err)
+			t.Fatalf("%s exited with %v on SIGTERM", name, err)
 		}
 	case <-ctx.Done():
-		t.Fatal("egressd serve did not stop on SIGTERM")
+		t.Fatalf("%s did not stop on SIGTERM", name)
 	}
 }

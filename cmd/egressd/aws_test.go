@@ -1,0 +1,277 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
+	"github.com/multiformats/go-multihash"
+	"github.com/storacha/go-ucanto/core/invocation"
+	"github.com/storacha/go-ucanto/core/result"
+	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/principal"
+	"github.com/storacha/go-ucanto/principal/ed25519/signer"
+
+	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/internal/awstest"
+	"github.com/egressd/egressd/internal/testenv"
+)
+
+// awsEnv points an egressd process at the local stand-ins the way an
+// operator would: AWS_REGION, credentials and the per-service endpoint
+// variables. Nothing else of the machine's AWS set-up reaches the process.
+func awsEnv(t *testing.T) []string {
+	t.Helper()
+	env := []string{
+		"AWS_ENDPOINT_URL=", "AWS_PROFILE=", "AWS_DEFAULT_REGION=",
+		"AWS_CONFIG_FILE=" + filepath.Join(t.TempDir(), "none"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(t.TempDir(), "none"),
+	}
+	for _, svc := range []string{testenv.S3, testenv.SQS, testenv.DynamoDB} {
+		u := testenv.URL(t, svc)
+		testenv.Reachable(t, u)
+		env = append(env, "AWS_ENDPOINT_URL_"+svc+"="+u)
+	}
+	for _, v := range []string{"AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if os.Getenv(v) == "" {
+			t.Fatalf("%s is not set: run the tests with `bash scripts/test.sh`, or `eval \"$(bash scripts/services.sh env)\"` first", v)
+		}
+		env = append(env, v+"="+os.Getenv(v))
+	}
+	return env
+}
+
+// startWorker starts `egressd worker`, stopped when the test ends.
+func startWorker(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(egressdBinary(t), append([]string{"worker"}, args...)...)
+	cmd.Env = isolatedEnv(env...)
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(logFile.Name())
+			t.Logf("worker log:\n%s", log)
+		}
+	})
+	return cmd
+}
+
+// TestTwoReplicasTwoWorkersOnAWS runs egressd as it runs on AWS: two
+// `serve --worker=false` replicas and two `worker` sidecars sharing one S3
+// bucket, one SQS queue and the DynamoDB tables, billing a stateful fake
+// Stripe. Invocations go to either replica, some twice (a gateway retrying
+// on the other replica). Every event must reach Stripe exactly once with
+// its bytes, be counted once in the monthly totals, and every receipt must
+// be served by both replicas.
+func TestTwoReplicasTwoWorkersOnAWS(t *testing.T) {
+	ctx := context.Background()
+	env := awsEnv(t)
+	prefix := awstest.Name("e2e")
+	backend := []string{"--receipts", "s3://" + prefix + "/receipts", "--queue", "sqs://" + prefix, "--tables", "dynamodb://" + prefix + "-"}
+
+	// aws init creates everything and is safe to run again.
+	for range 2 {
+		out := runEnv(t, env, append([]string{"aws", "init", "--max-receives", "5"}, backend...)...)
+		for _, want := range []string{"receipts: s3://" + prefix + "/receipts ready", "queue: " + prefix + " ready", prefix + "-egress-traffic-events"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("aws init printed %q, want %q", out, want)
+			}
+		}
+	}
+
+	serviceDID, serviceKey := generateKey(t)
+	service, err := did.Parse(serviceDID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Customers and spaces go to DynamoDB, with the commands an operator uses.
+	customers := []string{"did:mailto:example.com:alice", "did:mailto:example.com:bob", "did:mailto:example.com:carol"}
+	var spaces []principal.Signer
+	spaceCustomer := map[string]string{}
+	for i, customer := range customers {
+		runEnv(t, env, append([]string{"customer", "set", "--customer", customer, "--stripe-customer", fmt.Sprintf("cus_%d", i)}, backend...)...)
+		for range 2 {
+			space, err := signer.Generate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			runEnv(t, env, append([]string{"provision", "--key", serviceKey, "--space", space.DID().String(), "--customer", customer}, backend...)...)
+			spaces = append(spaces, space)
+			spaceCustomer[space.DID().String()] = fmt.Sprintf("cus_%d", i)
+		}
+	}
+
+	stripe := stripetest.New(t)
+	serveArgs := append([]string{"--worker=false", "--key", serviceKey}, backend...)
+	replicas := []*serveProcess{
+		startServeEnv(t, env, t.TempDir(), serveArgs...),
+		startServeEnv(t, env, t.TempDir(), serveArgs...),
+	}
+	workerEnv := append(env, "STRIPE_SECRET_KEY="+stripetest.Key)
+	workerArgs := append([]string{"--data-dir", t.TempDir(), "--stripe-url", stripe.URL, "--stripe-rate", "1000", "--worker-wait", "1s", "--log-level", "warn"}, backend...)
+	workers := []*exec.Cmd{startWorker(t, workerEnv, workerArgs...), startWorker(t, workerEnv, workerArgs...)}
+
+	// Record: four gateways, each alternating between the replicas, one to
+	// five invocations per request; every seventh request is sent again to
+	// the other replica.
+	const perGateway = 60
+	var (
+		mu      sync.Mutex
+		bytesOf = map[string]int64{} // by cause
+		spaceOf = map[string]string{}
+		resent  int
+		wg      sync.WaitGroup
+	)
+	for g := range 4 {
+		wg.Go(func() {
+			for req, sent := 0, 0; sent < perGateway; req++ {
+				n := min(1+rand.IntN(5), perGateway-sent)
+				invs := make([]invocation.Invocation, n)
+				recs := make([]client.Record, n)
+				for i := range invs {
+					space := spaces[rand.IntN(len(spaces))]
+					mh, _ := multihash.Sum(fmt.Appendf(nil, "%d/%d/%d", g, req, i), multihash.SHA2_256, -1)
+					recs[i] = client.Record{
+						Space: space.DID(), Resource: cidlink.Link{Cid: cid.NewCidV1(cid.Raw, mh)},
+						Bytes: 1 + rand.Int64N(1<<20), ServedAt: time.Now(),
+					}
+					inv, err := client.Invoke(space, service, recs[i])
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					invs[i] = inv
+				}
+				targets := []*serveProcess{replicas[req%2]}
+				if req%7 == 3 {
+					targets = append(targets, replicas[(req+1)%2])
+				}
+				for _, target := range targets {
+					rcpts, err := client.New(target.URL).Execute(ctx, invs...)
+					if err != nil {
+						t.Errorf("recording on %s: %v", target.URL, err)
+						return
+					}
+					for i, r := range rcpts {
+						if _, x := result.Unwrap(r.Out()); x != nil {
+							t.Errorf("invocation %s failed: %v", invs[i].Link(), x)
+							return
+						}
+					}
+				}
+				mu.Lock()
+				for i, inv := range invs {
+					cause := inv.Link().String()
+					bytesOf[cause] = recs[i].Bytes
+					spaceOf[cause] = recs[i].Space.String()
+				}
+				if len(targets) == 2 {
+					resent += n
+				}
+				mu.Unlock()
+				sent += n
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	var total int64
+	for _, b := range bytesOf {
+		total += b
+	}
+	t.Logf("recorded %d events (%d sent twice) of %d bytes through two replicas", len(bytesOf), resent, total)
+
+	// Stripe gets every event, once, with its bytes and customer.
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(stripe.Events()) < len(bytesOf) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	events := stripe.Events()
+	if len(events) != len(bytesOf) {
+		t.Fatalf("Stripe has %d meter events, want %d", len(events), len(bytesOf))
+	}
+	var reported int64
+	for cause, b := range bytesOf {
+		ev, ok := events[cause]
+		switch {
+		case !ok:
+			t.Errorf("event %s never reached Stripe", cause)
+		case ev.Value != b:
+			t.Errorf("event %s reported with %d bytes, recorded %d", cause, ev.Value, b)
+		case ev.Customer != spaceCustomer[spaceOf[cause]]:
+			t.Errorf("event %s billed to %s, want %s", cause, ev.Customer, spaceCustomer[spaceOf[cause]])
+		}
+		reported += ev.Value
+	}
+	if reported != total {
+		t.Errorf("Stripe was sent %d bytes in all, %d were recorded", reported, total)
+	}
+
+	// The ledger counted each event once, settled them all, and the queue
+	// drained (SQS's counts are approximate: poll).
+	var u usageJSON
+	for {
+		u = usageAWS(t, env, backend)
+		if u.Ledger["reported"] == int64(len(bytesOf)) && u.Queue.Depth == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("billing did not settle: %+v", u)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if u.Events != int64(len(bytesOf)) || u.Bytes != total {
+		t.Fatalf("monthly totals: %d events of %d bytes, want %d of %d", u.Events, u.Bytes, len(bytesOf), total)
+	}
+
+	// Every receipt, from either replica.
+	for cause := range bytesOf {
+		var seen []string
+		for _, r := range replicas {
+			rcpt, err := client.New(r.URL).Receipt(ctx, cause)
+			if err != nil {
+				t.Fatalf("receipt of %s from %s: %v", cause, r.URL, err)
+			}
+			seen = append(seen, rcpt.Root().Link().String())
+		}
+		if seen[0] != seen[1] {
+			t.Fatalf("the replicas serve different receipts for %s: %v", cause, seen)
+		}
+	}
+
+	for _, w := range workers {
+		stopProcess(t, w)
+	}
+	for _, r := range replicas {
+		r.stop(t)
+	}
+}
+
+// usageAWS is `egressd usage --json` on the AWS backends.
+func usageAWS(t *testing.T, env, backend []string) usageJSON {
+	t.Helper()
+	return decodeUsage(t, runEnv(t, env, append([]string{"usage", "--json", "--data-dir", t.TempDir()}, backend...)...))
+}
