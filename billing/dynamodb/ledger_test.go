@@ -3,6 +3,8 @@ package dynamodb_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,4 +175,39 @@ func getItem(t *testing.T, client *awsdynamodb.Client, table, pk, sk string) map
 		}
 	}
 	return row
+}
+
+// BenchmarkRecordAndMark is the worker's ledger work for one event, Record
+// then Mark, from concurrent workers spread over 64 customers.
+func BenchmarkRecordAndMark(b *testing.B) {
+	client := awsconfig.NewDynamoDB(awstest.Config(b))
+	tables, err := awsconfig.ParseDynamoDB("dynamodb://" + awstest.Name("bench") + "-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := awsinit.Tables(context.Background(), client, tables, awsinit.Options{}); err != nil {
+		b.Fatal(err)
+	}
+	l := dynamodb.New(client, dynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly})
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			ev := billing.Event{
+				Space: fmt.Sprintf("did:key:s%d", i%64), Customer: fmt.Sprintf("did:mailto:c%d", i%64), Resource: "bafkreires",
+				Bytes: 100, ServedAt: time.Now(), Cause: fmt.Sprintf("bench-%d", i),
+			}
+			if _, _, err := l.Record(context.Background(), ev); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := l.Mark(context.Background(), ev, billing.Reported, ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
