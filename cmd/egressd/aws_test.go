@@ -275,3 +275,60 @@ func usageAWS(t *testing.T, env, backend []string) usageJSON {
 	t.Helper()
 	return decodeUsage(t, runEnv(t, env, append([]string{"usage", "--json", "--data-dir", t.TempDir()}, backend...)...))
 }
+
+// TestBillingRedriveOnAWS is the billing tour on DynamoDB: an event of a
+// customer without a Stripe account stays unbillable, `billing list` finds
+// it (through the ledger's unsettled index), and once the account is set
+// `billing redrive` bills it, once.
+func TestBillingRedriveOnAWS(t *testing.T) {
+	env := awsEnv(t)
+	prefix := awstest.Name("redrive")
+	backend := []string{"--receipts", "s3://" + prefix, "--queue", "sqs://" + prefix, "--tables", "dynamodb://" + prefix + "-"}
+	runEnv(t, env, append([]string{"aws", "init"}, backend...)...)
+	_, serviceKey := generateKey(t)
+	stripe := stripetest.New(t)
+	stripeFlags := []string{"--stripe-url", stripe.URL, "--stripe-key", stripetest.Key}
+	srv := startServeEnv(t, env, t.TempDir(), append(append([]string{"--key", serviceKey, "--worker-wait", "100ms"}, stripeFlags...), backend...)...)
+
+	const bob = "did:mailto:example.com:bob"
+	spaceDID, spaceKey := generateKey(t)
+	runEnv(t, env, append([]string{"provision", "--key", serviceKey, "--space", spaceDID, "--customer", bob}, backend...)...)
+	out := run(t, "record", "--url", srv.URL, "--key", spaceKey,
+		"--resource", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "--bytes", "2048")
+	recorded := decodeView(t, out)
+	if recorded.Error != nil {
+		t.Fatalf("record failed: %s", recorded.Error)
+	}
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		u := usageAWS(t, env, backend)
+		if u.Ledger["unbillable"] == 1 && u.Queue.Depth == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the event did not settle as unbillable: %+v", u)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	list := runEnv(t, env, append([]string{"billing", "list"}, backend...)...)
+	if !strings.Contains(list, recorded.Invocation) || !strings.Contains(list, "no Stripe account") {
+		t.Fatalf("billing list does not show the unbillable event and why:\n%s", list)
+	}
+	if len(stripe.Events()) != 0 {
+		t.Fatalf("Stripe was sent %d events for a customer without an account", len(stripe.Events()))
+	}
+
+	runEnv(t, env, append([]string{"customer", "set", "--customer", bob, "--stripe-customer", "cus_bob"}, backend...)...)
+	out = runEnv(t, env, append(append([]string{"billing", "redrive"}, stripeFlags...), backend...)...)
+	if !strings.Contains(out, "reported 1") {
+		t.Fatalf("billing redrive printed %q, want 1 reported", out)
+	}
+	if ev, ok := stripe.Events()[recorded.Invocation]; !ok || ev.Value != 2048 || ev.Customer != "cus_bob" {
+		t.Fatalf("Stripe has %+v for the redriven event, want 2048 bytes for cus_bob", stripe.Events())
+	}
+	if u := usageAWS(t, env, backend); u.Ledger["reported"] != 1 || u.Ledger["unbillable"] != 0 || u.Events != 1 || u.Bytes != 2048 {
+		t.Fatalf("after redrive: %+v; want one reported event of 2048 bytes, counted once", u)
+	}
+	srv.stop(t)
+}
