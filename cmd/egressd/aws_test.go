@@ -51,6 +51,25 @@ func awsEnv(t *testing.T) []string {
 	return env
 }
 
+// TestBadBackendURLs: a mistyped backend URL is named, with the shape
+// expected, before any AWS configuration is looked at.
+func TestBadBackendURLs(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		args []string
+	}{
+		{"--queue", []string{"usage", "--queue", "https://sqs.example.com/events"}},
+		{"--receipts", []string{"worker", "--receipts", "s3://Receipts"}},
+		{"--tables", []string{"customer", "set", "--tables", "dynamodb://a/b", "--customer", "did:mailto:example.com:bob"}},
+		{"--queue", []string{"aws", "init", "--queue", "sqs://events.fifo"}},
+	} {
+		stderr := runFails(t, tc.args...)
+		if !strings.Contains(stderr, tc.flag+":") {
+			t.Errorf("egressd %s: error %q does not name %s", strings.Join(tc.args, " "), stderr, tc.flag)
+		}
+	}
+}
+
 // startWorker starts `egressd worker`, stopped when the test ends.
 func startWorker(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()

@@ -76,7 +76,31 @@ func (b *backendFlags) awsConfig(ctx context.Context) (aws.Config, error) {
 	if !b.usesAWS() {
 		return aws.Config{}, nil
 	}
+	// A mistyped URL is named before anything else can go wrong.
+	if err := b.checkURLs(); err != nil {
+		return aws.Config{}, err
+	}
 	return awsconfig.Load(ctx)
+}
+
+// checkURLs parses the backend URLs that are set.
+func (b *backendFlags) checkURLs() error {
+	if b.receipts != "" {
+		if _, err := awsconfig.ParseS3(b.receipts); err != nil {
+			return fmt.Errorf("--receipts: %w", err)
+		}
+	}
+	if b.queue != "" {
+		if _, err := awsconfig.ParseSQS(b.queue); err != nil {
+			return fmt.Errorf("--queue: %w", err)
+		}
+	}
+	if b.tables != "" {
+		if _, err := awsconfig.ParseDynamoDB(b.tables); err != nil {
+			return fmt.Errorf("--tables: %w", err)
+		}
+	}
+	return nil
 }
 
 // describe names where each store lives, for the start-up log.
