@@ -9,6 +9,10 @@
 # ledgered and reported to Stripe, per second from the first request to the
 # last event marked reported.
 #
+# With EGRESSD_BENCH_DRAIN=1 the workers start only once every invocation is
+# acknowledged, which times the two halves apart: the server alone, then the
+# workers draining a full queue.
+#
 # Needs the services: bash scripts/services.sh install && bash scripts/services.sh start
 # Usage: bash scripts/bench-aws.sh [N] [WORKERS] [CONCURRENCY]
 set -euo pipefail
@@ -53,12 +57,16 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 "$bin" serve --worker=false --listen "127.0.0.1:$port" --log-level warn >"$work/serve.log" 2>&1 &
 pids+=($!)
 metrics=()
-for i in $(seq "$workers"); do
-	STRIPE_SECRET_KEY=sk_test_123 "$bin" worker --stripe-url "$EGRESSD_TEST_STRIPE_URL" --stripe-rate 1000 \
-		--worker-concurrency 32 --metrics-listen "127.0.0.1:$((port + i))" --log-level warn >"$work/worker$i.log" 2>&1 &
-	pids+=($!)
-	metrics+=("http://127.0.0.1:$((port + i))/metrics")
-done
+start_workers() {
+	for i in $(seq "$workers"); do
+		STRIPE_SECRET_KEY=sk_test_123 "$bin" worker --stripe-url "$EGRESSD_TEST_STRIPE_URL" --stripe-rate 1000 \
+			--worker-concurrency 32 --metrics-listen "127.0.0.1:$((port + i))" --log-level warn >"$work/worker$i.log" 2>&1 &
+		pids+=($!)
+		metrics+=("http://127.0.0.1:$((port + i))/metrics")
+	done
+}
+drain=${EGRESSD_BENCH_DRAIN:-0}
+[ "$drain" = 1 ] || start_workers
 for _ in $(seq 100); do curl -fs "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # Events the workers marked reported, from their metrics: polling the ledger
@@ -72,6 +80,7 @@ echo "\$ egressd bench --url $url --n $n --concurrency $concurrency --space-key 
 start=$(date +%s.%N)
 "$bin" bench --url "$url" --n "$n" --concurrency "$concurrency" --server-pid "${pids[0]}" "${space_flags[@]}"
 sent=$(date +%s.%N)
+[ "$drain" = 1 ] && start_workers
 while [ "$(reported)" -lt "$n" ]; do
 	sleep 0.1
 	if [ "$(echo "$(date +%s.%N) - $start > 600" | bc)" = 1 ]; then
@@ -82,6 +91,7 @@ while [ "$(reported)" -lt "$n" ]; do
 done
 done_at=$(date +%s.%N)
 "$bin" usage | tail -3
-awk -v n="$n" -v s="$start" -v t="$sent" -v d="$done_at" 'BEGIN {
+awk -v n="$n" -v drain="$drain" -v s="$start" -v t="$sent" -v d="$done_at" 'BEGIN {
 	printf "end to end: %d events acknowledged, ledgered and reported in %.1f s = %.0f events/s (the last reported %.1f s after the last request)\n", n, d - s, n / (d - s), d - t
+	if (drain == 1) printf "workers alone: %d events drained from a full queue in %.1f s = %.0f events/s\n", n, d - t, n / (d - t)
 }'
