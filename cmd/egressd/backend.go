@@ -133,12 +133,6 @@ func (b *backend) Close() error {
 	return errors.Join(errs...)
 }
 
-// openCustomers is customerStore without a deadline, for callers that have
-// no context at hand.
-func (f *backendFlags) openCustomers() (customers.Store, func() error, error) {
-	return f.customerStore(context.Background())
-}
-
 // customerStore opens only the customer store (provision, customer set).
 func (f *backendFlags) customerStore(ctx context.Context) (customers.Store, func() error, error) {
 	cfg, err := f.awsConfig(ctx)

@@ -101,7 +101,7 @@ func benchCommand() *ffcli.Command {
 }
 
 // benchSpaces returns the given provisioned spaces, or provisions new ones
-// in the embedded store.
+// in the customer store (--data-dir, or DynamoDB with --tables).
 func benchSpaces(ctx context.Context, backend backendFlags, keys stringList, n int, customer string, provider did.DID) ([]principal.Signer, error) {
 	var out []principal.Signer
 	for _, k := range keys {
@@ -117,7 +117,7 @@ func benchSpaces(ctx context.Context, backend backendFlags, keys stringList, n i
 	if n <= 0 {
 		return nil, errors.New("--spaces must be at least 1")
 	}
-	store, closeStore, err := backend.openCustomers()
+	store, closeStore, err := backend.customerStore(ctx)
 	if err != nil {
 		return nil, err
 	}
