@@ -49,7 +49,17 @@ func newWorkerMetrics(reg *prometheus.Registry, queue Queue) (*workerMetrics, er
 
 	// The server registers the same series on a shared registry; a worker
 	// sidecar has no server, so it brings its own.
-	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	depth := NewQueueDepthGauge(queue)
+	// An error here only means the series is already registered, by the
+	// server sharing this registry: its copy is as good as ours.
+	_ = reg.Register(depth)
+	return m, nil
+}
+
+// NewQueueDepthGauge is the egressd_queue_depth series, read from the queue
+// at each scrape. The server and the worker both export it.
+func NewQueueDepthGauge(queue Queue) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "egressd_queue_depth",
 		Help: "Egress events waiting on the queue or being billed.",
 	}, func() float64 {
@@ -61,8 +71,4 @@ func newWorkerMetrics(reg *prometheus.Registry, queue Queue) (*workerMetrics, er
 		}
 		return float64(n)
 	})
-	// An error here only means the series is already registered, by the
-	// server sharing this registry: its copy is as good as ours.
-	_ = reg.Register(depth)
-	return m, nil
 }

@@ -1,8 +1,7 @@
 package server
 
 import (
-	"context"
-	"time"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,7 +14,7 @@ type metrics struct {
 	requestSeconds prometheus.Histogram
 }
 
-func newMetrics(reg *prometheus.Registry, queue billing.Queue) *metrics {
+func newMetrics(reg *prometheus.Registry, queue billing.Queue) (*metrics, error) {
 	m := &metrics{
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_invocations_total",
@@ -27,18 +26,11 @@ func newMetrics(reg *prometheus.Registry, queue billing.Queue) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	queueDepth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "egressd_queue_depth",
-		Help: "Egress events waiting on the queue or being billed.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		n, err := queue.Depth(ctx)
-		if err != nil {
-			return -1
+	queueDepth := billing.NewQueueDepthGauge(queue)
+	for _, c := range []prometheus.Collector{m.invocations, m.requestSeconds, queueDepth} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering server metrics (one server per registry): %w", err)
 		}
-		return float64(n)
-	})
-	reg.MustRegister(m.invocations, m.requestSeconds, queueDepth)
-	return m
+	}
+	return m, nil
 }

@@ -135,7 +135,10 @@ func New(cfg Config) (*Server, error) {
 			s.trusted[d.String()] = true
 		}
 	}
-	s.metrics = newMetrics(cfg.Registry, cfg.Queue)
+	var err error
+	if s.metrics, err = newMetrics(cfg.Registry, cfg.Queue); err != nil {
+		return nil, err
+	}
 
 	s.mux.HandleFunc("POST /{$}", s.handleInvoke)
 	s.mux.HandleFunc("GET /{$}", s.handleInfo)
