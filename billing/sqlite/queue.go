@@ -143,21 +143,11 @@ func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, er
 	defer tx.Rollback()
 	now := q.now().UnixMilli()
 
-	// Messages delivered too often without an ack are poison: park them
-	// where an operator can see them instead of retrying forever.
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO dead_letter (id, body, receives, enqueued_at, dead_at)
-		SELECT id, body, receives, enqueued_at, ? FROM queue WHERE visible_at <= ? AND receives >= ?`,
-		now, now, q.opts.MaxReceives); err != nil {
-		return nil, fmt.Errorf("receive: dead-lettering: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM queue WHERE visible_at <= ? AND receives >= ?`, now, q.opts.MaxReceives); err != nil {
-		return nil, fmt.Errorf("receive: dead-lettering: %w", err)
-	}
-
+	// The candidates come in index order (visible_at, id), so the query stops
+	// after max rows however long the queue is.
 	rows, err := tx.QueryContext(ctx, `
 		UPDATE queue SET visible_at = ?, receives = receives + 1
-		WHERE id IN (SELECT id FROM queue WHERE visible_at <= ? ORDER BY id LIMIT ?)
+		WHERE id IN (SELECT id FROM queue WHERE visible_at <= ? ORDER BY visible_at, id LIMIT ?)
 		RETURNING id, body, receives`,
 		now+q.opts.Visibility.Milliseconds(), now, max)
 	if err != nil {
@@ -166,6 +156,7 @@ func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, er
 	var (
 		msgs     []billing.Message
 		unusable []int64
+		poison   []int64
 	)
 	for rows.Next() {
 		var (
@@ -176,6 +167,12 @@ func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, er
 		if err := rows.Scan(&id, &body, &receives); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("receive: %w", err)
+		}
+		if receives > q.opts.MaxReceives {
+			// Delivered MaxReceives times without an ack: poison. Park it
+			// where an operator can see it instead of retrying forever.
+			poison = append(poison, id)
+			continue
 		}
 		msg := billing.Message{ID: strconv.FormatInt(id, 10), Receives: receives}
 		if err := json.Unmarshal(body, &msg.Event); err != nil {
@@ -194,17 +191,23 @@ func (q *Queue) receiveOnce(ctx context.Context, max int) ([]billing.Message, er
 			return nil, fmt.Errorf("receive: dead-lettering unreadable message %d: %w", id, err)
 		}
 	}
+	for _, id := range poison {
+		if err := deadLetter(ctx, tx, id, now); err != nil {
+			return nil, fmt.Errorf("receive: dead-lettering message %d: %w", id, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}
 	return msgs, nil
 }
 
-// deadLetter moves one message to the dead-letter table.
+// deadLetter moves one message, just counted as received once more, to the
+// dead-letter table with the deliveries it really had.
 func deadLetter(ctx context.Context, tx *sql.Tx, id, now int64) error {
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO dead_letter (id, body, receives, enqueued_at, dead_at)
-		SELECT id, body, receives, enqueued_at, ? FROM queue WHERE id = ?`, now, id); err != nil {
+		SELECT id, body, receives - 1, enqueued_at, ? FROM queue WHERE id = ?`, now, id); err != nil {
 		return err
 	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM queue WHERE id = ?`, id)

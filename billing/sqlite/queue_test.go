@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/egressd/egressd/billing"
 )
@@ -30,5 +31,35 @@ func TestUnreadableMessageIsDeadLetteredNotStalling(t *testing.T) {
 	}
 	if n, _ := q.DeadLetters(ctx); n != 1 {
 		t.Fatalf("%d dead letters, want 1", n)
+	}
+}
+
+func TestMessageDeliveredTooOftenIsDeadLettered(t *testing.T) {
+	q, err := OpenQueue(t.TempDir(), QueueOptions{Visibility: time.Millisecond, MaxReceives: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	if err := q.Enqueue(ctx, billing.Event{Space: "did:key:z6Mk", Cause: "bafy-poison", Bytes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= 2; want++ {
+		msgs, err := q.Receive(ctx, 10, time.Second)
+		if err != nil || len(msgs) != 1 || msgs[0].Receives != want {
+			t.Fatalf("delivery %d: %+v, %v", want, msgs, err)
+		}
+		time.Sleep(5 * time.Millisecond) // let the lease run out without an ack
+	}
+	msgs, err := q.Receive(ctx, 10, 0)
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("third delivery of a poison message: %+v, %v", msgs, err)
+	}
+	var receives int
+	if err := q.db.QueryRow(`SELECT receives FROM dead_letter`).Scan(&receives); err != nil || receives != 2 {
+		t.Fatalf("dead letter records %d deliveries (%v), want 2", receives, err)
+	}
+	if n, _ := q.Depth(ctx); n != 0 {
+		t.Fatalf("queue depth %d, want 0", n)
 	}
 }
