@@ -46,8 +46,13 @@ func (r *RSS) String() string {
 	for _, v := range r.Samples {
 		lo, hi = min(lo, v), max(hi, v)
 	}
-	return fmt.Sprintf("server RSS over %d samples: first %.0f MB, min %.0f MB, max %.0f MB, last %.0f MB",
-		len(r.Samples), mb(r.Samples[0]), mb(lo), mb(hi), mb(r.Samples[len(r.Samples)-1]))
+	// The samples at each fifth of the run show whether memory levels off.
+	var course []string
+	for i := 0; i <= 4; i++ {
+		course = append(course, fmt.Sprintf("%.0f", mb(r.Samples[i*(len(r.Samples)-1)/4])))
+	}
+	return fmt.Sprintf("server RSS over %d samples: min %.0f MB, max %.0f MB; at 0, 25, 50, 75, 100%% of the run: %s MB",
+		len(r.Samples), mb(lo), mb(hi), strings.Join(course, ", "))
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
