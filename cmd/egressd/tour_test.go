@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -15,6 +16,13 @@ func TestTour(t *testing.T) {
 	serviceDID := strings.TrimSpace(run(t, "id", "--data-dir", data))
 	if !strings.HasPrefix(serviceDID, "did:key:z6Mk") {
 		t.Fatalf("egressd id printed %q", serviceDID)
+	}
+
+	// Every flag can come from the environment instead.
+	cmd := exec.Command(egressdBinary(t), "id")
+	cmd.Env = isolatedEnv("EGRESSD_DATA_DIR=" + data)
+	if out, err := cmd.Output(); err != nil || strings.TrimSpace(string(out)) != serviceDID {
+		t.Fatalf("EGRESSD_DATA_DIR: egressd id printed %q (%v), want %s", out, err, serviceDID)
 	}
 
 	spaceDID, spaceKey := generateKey(t)
