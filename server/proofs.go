@@ -29,6 +29,16 @@ func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, max
 		link  ipld.Link
 		depth int
 	}
+	rootBlock, ok, _ := msg.Get(root)
+	if !ok {
+		return nil, nil, fmt.Errorf("invocation block %s is missing", root)
+	}
+	// The invocation reads its proofs from own lazily, so own can be filled
+	// by the walk below; decoding it once here saves a decode per invocation.
+	inv, err := invocation.NewInvocation(rootBlock, own)
+	if err != nil {
+		return nil, nil, err
+	}
 	visits := 0
 	stack := []node{{root, 0}}
 	for len(stack) > 0 {
@@ -41,12 +51,11 @@ func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, max
 		if err := own.Put(blk); err != nil {
 			return nil, nil, err
 		}
-		dlg, err := delegation.NewDelegation(blk, msg)
-		if err != nil {
-			if n.depth == 0 {
-				return nil, nil, err
+		var dlg delegation.Delegation = inv
+		if n.depth > 0 {
+			if dlg, err = delegation.NewDelegation(blk, msg); err != nil {
+				continue // not a delegation: the validator reports it
 			}
-			continue // not a delegation: the validator reports it
 		}
 		for _, p := range dlg.Proofs() {
 			if n.depth+1 > maxDepth {
@@ -61,6 +70,5 @@ func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, max
 			stack = append(stack, node{p, n.depth + 1})
 		}
 	}
-	inv, err := invocation.NewInvocationView(root, own)
-	return inv, nil, err
+	return inv, nil, nil
 }

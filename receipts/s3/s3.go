@@ -101,7 +101,7 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 		if listed[s.prefix+receiptsFolder+inv] {
 			continue
 		}
-		archive, err := io.ReadAll(r.Archive())
+		archive, err := receipts.Archive(r)
 		if err != nil {
 			return fmt.Errorf("archiving receipt: %w", err)
 		}

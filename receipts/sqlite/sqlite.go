@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 
 	"github.com/storacha/go-ucanto/core/receipt"
@@ -71,7 +70,7 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 	}
 	rows := make([]row, 0, len(rcpts))
 	for _, r := range rcpts {
-		archive, err := io.ReadAll(r.Archive())
+		archive, err := receipts.Archive(r)
 		if err != nil {
 			return fmt.Errorf("archiving receipt: %w", err)
 		}
