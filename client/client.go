@@ -118,7 +118,7 @@ func (c *Client) Execute(ctx context.Context, invs ...invocation.Invocation) ([]
 	}
 	rcpts := make([]receipt.AnyReceipt, len(invs))
 	for i, inv := range invs {
-		if rcpts[i], err = receiptFor(msg, inv.Link()); err != nil {
+		if rcpts[i], err = ReceiptFor(msg, inv.Link()); err != nil {
 			return nil, err
 		}
 	}
@@ -148,10 +148,6 @@ func (c *Client) post(ctx context.Context, body []byte) (message.AgentMessage, e
 
 // ReceiptFor finds the receipt of inv in a reply message.
 func ReceiptFor(msg message.AgentMessage, inv ipld.Link) (receipt.AnyReceipt, error) {
-	return receiptFor(msg, inv)
-}
-
-func receiptFor(msg message.AgentMessage, inv ipld.Link) (receipt.AnyReceipt, error) {
 	link, ok := msg.Get(inv)
 	if !ok {
 		return nil, fmt.Errorf("reply has no receipt for invocation %s", inv)

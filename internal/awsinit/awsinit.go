@@ -38,7 +38,6 @@ package awsinit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -96,11 +95,4 @@ func Init(ctx context.Context, cfg aws.Config, r Resources, opts Options) error 
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func wrap(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
