@@ -14,6 +14,7 @@ import (
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
+	"github.com/egressd/egressd/embedded"
 )
 
 // WorkerConfig describes a run of the billing worker against a local fake
@@ -57,11 +58,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 	defer fake.Close()
 	fake.SetDelay(cfg.StripeLatency)
 
-	queue, err := billingsqlite.OpenQueue(cfg.DataDir, billingsqlite.QueueOptions{Poll: 10 * time.Millisecond})
+	journal, err := embedded.Open(ctx, cfg.DataDir, billingsqlite.QueueOptions{Poll: 10 * time.Millisecond})
 	if err != nil {
 		return res, err
 	}
-	defer queue.Close()
+	defer journal.Close()
+	queue := journal.Queue
 	ledger, err := billingsqlite.OpenLedger(cfg.DataDir)
 	if err != nil {
 		return res, err

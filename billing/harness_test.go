@@ -18,6 +18,7 @@ import (
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
+	"github.com/egressd/egressd/embedded"
 )
 
 // harness is a data directory with the embedded stores and a fake Stripe:
@@ -36,16 +37,18 @@ func newHarness(t testing.TB, visibility time.Duration) *harness {
 	t.Helper()
 	h := &harness{dir: t.TempDir(), fake: stripetest.New(t), expected: make(map[string]billing.Event)}
 	var err error
-	if h.queue, err = sqlite.OpenQueue(h.dir, sqlite.QueueOptions{Visibility: visibility, Poll: 10 * time.Millisecond}); err != nil {
+	journal, err := embedded.Open(context.Background(), h.dir, sqlite.QueueOptions{Visibility: visibility, Poll: 10 * time.Millisecond})
+	if err != nil {
 		t.Fatal(err)
 	}
+	h.queue = journal.Queue
 	if h.ledger, err = sqlite.OpenLedger(h.dir); err != nil {
 		t.Fatal(err)
 	}
 	if h.customers, err = customersqlite.Open(h.dir); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.queue.Close(); h.ledger.Close(); h.customers.Close() })
+	t.Cleanup(func() { journal.Close(); h.ledger.Close(); h.customers.Close() })
 	return h
 }
 

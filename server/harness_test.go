@@ -24,6 +24,7 @@ import (
 	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/client"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
+	"github.com/egressd/egressd/embedded"
 	receiptsqlite "github.com/egressd/egressd/receipts/sqlite"
 	"github.com/egressd/egressd/server"
 )
@@ -48,17 +49,19 @@ func newHarness(t testing.TB, edit func(*server.Config)) *harness {
 	if h.customers, err = customersqlite.Open(dir); err != nil {
 		t.Fatal(err)
 	}
-	if h.queue, err = billingsqlite.OpenQueue(dir, billingsqlite.QueueOptions{}); err != nil {
+	// The stores as the embedded backend opens them: the queue and the
+	// receipts in one file, recorded together.
+	journal, err := embedded.Open(context.Background(), dir, billingsqlite.QueueOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if h.receipts, err = receiptsqlite.Open(dir); err != nil {
-		t.Fatal(err)
-	}
+	h.queue, h.receipts = journal.Queue, journal.Receipts
 	cfg := server.Config{
 		Signer:    h.service,
 		Customers: h.customers,
 		Queue:     h.queue,
 		Receipts:  h.receipts,
+		Journal:   journal,
 		Version:   "test",
 	}
 	if edit != nil {
@@ -73,8 +76,7 @@ func newHarness(t testing.TB, edit func(*server.Config)) *harness {
 	t.Cleanup(func() {
 		h.http.Close()
 		h.customers.Close()
-		h.queue.Close()
-		h.receipts.Close()
+		journal.Close()
 	})
 	return h
 }

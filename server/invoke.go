@@ -139,9 +139,8 @@ func (e errTooManyInvocations) Error() string {
 }
 
 // execute runs the invocations and returns their receipts in order. It
-// honours the invariant "an ok receipt means the event is durable": events
-// are enqueued (one transaction for the whole message) before their receipts
-// are stored, and no receipt is returned unless both succeeded. An error
+// honours the invariant "an ok receipt means the event is durable": no
+// receipt is returned unless its event and the receipt itself were recorded. An error
 // means nothing was acknowledged and the caller may retry the whole message.
 func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyReceipt, error) {
 	outcomes := make([]outcome, len(items))
@@ -179,14 +178,29 @@ func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyRe
 			fresh = append(fresh, o.receipt)
 		}
 	}
-	if err := s.cfg.Queue.Enqueue(ctx, events...); err != nil {
-		return nil, fmt.Errorf("enqueueing %d events: %w", len(events), err)
-	}
-	if err := s.cfg.Receipts.Put(ctx, fresh...); err != nil {
-		return nil, fmt.Errorf("storing %d receipts: %w", len(fresh), err)
+	if err := s.record(ctx, events, fresh); err != nil {
+		return nil, err
 	}
 	for _, o := range outcomes {
 		s.metrics.invocations.WithLabelValues(o.capability, o.result).Inc()
 	}
 	return rcpts, nil
+}
+
+// record makes the events and receipts of a message durable: through the
+// Journal in one step, or else the events first (one transaction for the
+// whole message) and then the receipts, so that a failure between the two
+// leaves events without receipts, which the ledger's dedup absorbs on retry,
+// never a receipt without its event.
+func (s *Server) record(ctx context.Context, events []billing.Event, rcpts []receipt.AnyReceipt) error {
+	if s.cfg.Journal != nil {
+		return s.cfg.Journal.Record(ctx, events, rcpts)
+	}
+	if err := s.cfg.Queue.Enqueue(ctx, events...); err != nil {
+		return fmt.Errorf("enqueueing %d events: %w", len(events), err)
+	}
+	if err := s.cfg.Receipts.Put(ctx, rcpts...); err != nil {
+		return fmt.Errorf("storing %d receipts: %w", len(rcpts), err)
+	}
+	return nil
 }

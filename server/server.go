@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/principal"
 
@@ -48,6 +50,11 @@ type Config struct {
 	Customers customers.Store
 	Queue     billing.Queue
 	Receipts  receipts.Store
+	// Journal, when set, records a message's events and receipts in one
+	// atomic step (the embedded backend keeps both in one file). When nil,
+	// the events are enqueued on Queue first, then the receipts put in
+	// Receipts, so that an ok receipt still always means a queued event.
+	Journal Journal
 
 	// Principals maps did:web identities of gateways to their did:key.
 	Principals *PrincipalResolver
@@ -74,6 +81,12 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+}
+
+// Journal durably records what a message's ok invocations leave behind:
+// their billing events and their receipts, all of them or none.
+type Journal interface {
+	Record(ctx context.Context, events []billing.Event, rcpts []receipt.AnyReceipt) error
 }
 
 // Server is the egressd http.Handler.

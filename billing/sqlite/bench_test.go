@@ -8,6 +8,7 @@ import (
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/sqlite"
+	"github.com/egressd/egressd/embedded"
 )
 
 func benchEvent(i int) billing.Event {
@@ -21,11 +22,12 @@ func benchEvent(i int) billing.Event {
 // BenchmarkEnqueueConcurrent is the server's load on the queue: many
 // requests each enqueueing one event, durably, at the same time.
 func BenchmarkEnqueueConcurrent(b *testing.B) {
-	q, err := sqlite.OpenQueue(b.TempDir(), sqlite.QueueOptions{})
+	j, err := embedded.Open(context.Background(), b.TempDir(), sqlite.QueueOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer q.Close()
+	defer j.Close()
+	q := j.Queue
 	b.SetParallelism(8)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -44,11 +46,12 @@ func BenchmarkEnqueueConcurrent(b *testing.B) {
 // BenchmarkReceiveAck is the worker's load on the queue: receive a batch of
 // ten, acknowledge it.
 func BenchmarkReceiveAck(b *testing.B) {
-	q, err := sqlite.OpenQueue(b.TempDir(), sqlite.QueueOptions{})
+	j, err := embedded.Open(context.Background(), b.TempDir(), sqlite.QueueOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer q.Close()
+	defer j.Close()
+	q := j.Queue
 	ctx := context.Background()
 	for start := 0; start < b.N; start += 500 {
 		var evs []billing.Event

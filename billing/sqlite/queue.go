@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -57,8 +56,10 @@ type Queue struct {
 
 var _ billing.Queue = (*Queue)(nil)
 
-// OpenQueue opens the queue in dataDir/queue.db.
-func OpenQueue(dataDir string, opts QueueOptions) (*Queue, error) {
+// NewQueue keeps the queue in db, creating its tables if needed; writes
+// groups its inserts with the other writes to db (the receipts share the
+// file, see package embedded). The caller closes writes, then db.
+func NewQueue(db *sql.DB, writes *sqlitedb.Committer, opts QueueOptions) (*Queue, error) {
 	if opts.Visibility <= 0 {
 		opts.Visibility = 60 * time.Second
 	}
@@ -68,22 +69,24 @@ func OpenQueue(dataDir string, opts QueueOptions) (*Queue, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 50 * time.Millisecond
 	}
-	db, err := sqlitedb.Open(filepath.Join(dataDir, "queue.db"), queueSchema)
-	if err != nil {
-		return nil, err
+	if _, err := db.Exec(queueSchema); err != nil {
+		return nil, fmt.Errorf("creating queue tables: %w", err)
 	}
 	insert, err := db.Prepare(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, ?, ?)`)
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("preparing queue: %w", err)
 	}
-	return &Queue{db: db, writes: sqlitedb.NewCommitter(db), insert: insert, opts: opts, now: time.Now}, nil
+	return &Queue{db: db, writes: writes, insert: insert, opts: opts, now: time.Now}, nil
 }
 
-// Close finishes pending writes and releases the database.
-func (q *Queue) Close() error {
-	q.writes.Close()
-	return q.db.Close()
+// ImportFile moves the events of an earlier version's queue file (queue.db,
+// before the queue and the receipts shared one file) into this queue, once.
+func (q *Queue) ImportFile(ctx context.Context, path string) error {
+	return sqlitedb.Import(ctx, q.db, path,
+		`INSERT INTO main.queue (body, visible_at, receives, enqueued_at)
+			SELECT body, visible_at, receives, enqueued_at FROM legacy.queue ORDER BY id`,
+		`INSERT INTO main.dead_letter (body, receives, enqueued_at, dead_at)
+			SELECT body, receives, enqueued_at, dead_at FROM legacy.dead_letter ORDER BY id`)
 }
 
 // Enqueue stores all events in one transaction, shared with concurrent
@@ -92,28 +95,38 @@ func (q *Queue) Enqueue(ctx context.Context, events ...billing.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
+	step, err := q.EnqueueStep(events)
+	if err != nil {
+		return err
+	}
+	if err := q.writes.Do(step); err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return nil
+}
+
+// EnqueueStep encodes events now and returns the write that inserts them,
+// for a caller that commits it in one transaction with other writes to the
+// same file.
+func (q *Queue) EnqueueStep(events []billing.Event) (func(*sql.Tx) error, error) {
 	bodies := make([][]byte, len(events))
 	for i, ev := range events {
 		body, err := json.Marshal(ev)
 		if err != nil {
-			return fmt.Errorf("enqueue: encoding event: %w", err)
+			return nil, fmt.Errorf("enqueue: encoding event: %w", err)
 		}
 		bodies[i] = body
 	}
 	now := q.now().UnixMilli()
-	err := q.writes.Do(func(tx *sql.Tx) error {
+	return func(tx *sql.Tx) error {
 		stmt := tx.Stmt(q.insert)
 		for _, body := range bodies {
 			if _, err := stmt.Exec(body, now, now); err != nil {
-				return err
+				return fmt.Errorf("enqueue: %w", err)
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
-	return nil
+	}, nil
 }
 
 // Receive leases up to max visible messages, polling until wait has passed.

@@ -1,21 +1,24 @@
 package sqlite_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/queuetest"
 	"github.com/egressd/egressd/billing/sqlite"
+	"github.com/egressd/egressd/embedded"
 )
 
 func TestQueueConformance(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T, visibility time.Duration) billing.Queue {
-		q, err := sqlite.OpenQueue(t.TempDir(), sqlite.QueueOptions{Visibility: visibility})
+		// The queue as the embedded backend opens it: sharing its file with the receipts.
+		j, err := embedded.Open(context.Background(), t.TempDir(), sqlite.QueueOptions{Visibility: visibility})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { q.Close() })
-		return q
+		t.Cleanup(func() { j.Close() })
+		return j.Queue
 	})
 }

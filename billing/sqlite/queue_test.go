@@ -2,19 +2,32 @@ package sqlite
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/internal/sqlitedb"
 )
 
-func TestUnreadableMessageIsDeadLetteredNotStalling(t *testing.T) {
-	dir := t.TempDir()
-	q, err := OpenQueue(dir, QueueOptions{})
+// openTestQueue opens a queue alone in a file of its own.
+func openTestQueue(t *testing.T, opts QueueOptions) *Queue {
+	t.Helper()
+	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "queue.db"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer q.Close()
+	writes := sqlitedb.NewCommitter(db)
+	t.Cleanup(func() { writes.Close(); db.Close() })
+	q, err := NewQueue(db, writes, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func TestUnreadableMessageIsDeadLetteredNotStalling(t *testing.T) {
+	q := openTestQueue(t, QueueOptions{})
 	ctx := context.Background()
 	if _, err := q.db.Exec(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES ('not json', 0, 0)`); err != nil {
 		t.Fatal(err)
@@ -35,11 +48,7 @@ func TestUnreadableMessageIsDeadLetteredNotStalling(t *testing.T) {
 }
 
 func TestMessageDeliveredTooOftenIsDeadLettered(t *testing.T) {
-	q, err := OpenQueue(t.TempDir(), QueueOptions{Visibility: time.Millisecond, MaxReceives: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := openTestQueue(t, QueueOptions{Visibility: time.Millisecond, MaxReceives: 2})
 	ctx := context.Background()
 	if err := q.Enqueue(ctx, billing.Event{Space: "did:key:z6Mk", Cause: "bafy-poison", Bytes: 1}); err != nil {
 		t.Fatal(err)

@@ -30,8 +30,8 @@ import (
 	"github.com/egressd/egressd/capabilities"
 	"github.com/egressd/egressd/client"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/internal/testenv"
-	receiptsqlite "github.com/egressd/egressd/receipts/sqlite"
 	"github.com/egressd/egressd/server"
 )
 
@@ -100,14 +100,13 @@ func TestRecordedEgressReachesStripeMock(t *testing.T) {
 	service := newSigner(t)
 	customers, err := customersqlite.Open(dir)
 	must(t, err)
-	queue, err := billingsqlite.OpenQueue(dir, billingsqlite.QueueOptions{Poll: 10 * time.Millisecond})
+	journal, err := embedded.Open(context.Background(), dir, billingsqlite.QueueOptions{Poll: 10 * time.Millisecond})
 	must(t, err)
+	queue := journal.Queue
 	ledger, err := billingsqlite.OpenLedger(dir)
 	must(t, err)
-	receipts, err := receiptsqlite.Open(dir)
-	must(t, err)
-	defer func() { customers.Close(); queue.Close(); ledger.Close(); receipts.Close() }()
-	srv, err := server.New(server.Config{Signer: service, Customers: customers, Queue: queue, Receipts: receipts, Version: "test"})
+	defer func() { customers.Close(); journal.Close(); ledger.Close() }()
+	srv, err := server.New(server.Config{Signer: service, Customers: customers, Queue: queue, Receipts: journal.Receipts, Journal: journal, Version: "test"})
 	must(t, err)
 	httpSrv := httptest.NewServer(srv)
 	defer httpSrv.Close()

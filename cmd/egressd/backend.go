@@ -21,10 +21,11 @@ import (
 	"github.com/egressd/egressd/customers"
 	customersdynamodb "github.com/egressd/egressd/customers/dynamodb"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/internal/awsconfig"
 	"github.com/egressd/egressd/receipts"
 	receiptss3 "github.com/egressd/egressd/receipts/s3"
-	receiptsqlite "github.com/egressd/egressd/receipts/sqlite"
+	"github.com/egressd/egressd/server"
 )
 
 // backendFlags choose where egressd keeps its data: everything under
@@ -120,7 +121,12 @@ type backend struct {
 	Queue     billing.Queue
 	Ledger    billing.Ledger
 	Receipts  receipts.Store
-	closers   []func() error
+	// Journal records events and receipts in one transaction when both are
+	// embedded; nil otherwise.
+	Journal server.Journal
+	// journal is the embedded queue and receipt store, opened once for both.
+	journal *embedded.Journal
+	closers []func() error
 }
 
 // Close closes every store that was opened, the last opened first (so the
@@ -203,7 +209,24 @@ func (f *backendFlags) open(ctx context.Context) (_ *backend, err error) {
 	if b.Queue, err = f.openQueue(ctx, cfg, b); err != nil {
 		return nil, err
 	}
+	if f.queue == "" && f.receipts == "" {
+		b.Journal = b.journal
+	}
 	return b, nil
+}
+
+// openJournal opens the embedded queue and receipt store, once per backend:
+// they share one file.
+func (f *backendFlags) openJournal(ctx context.Context, b *backend) (*embedded.Journal, error) {
+	if b.journal == nil {
+		j, err := embedded.Open(ctx, f.dataDir, billingsqlite.QueueOptions{Visibility: f.queueVisibility})
+		if err != nil {
+			return nil, err
+		}
+		b.journal = j
+		b.closers = append(b.closers, j.Close)
+	}
+	return b.journal, nil
 }
 
 func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backend) (billing.Ledger, error) {
@@ -227,12 +250,11 @@ func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backen
 
 func (f *backendFlags) openReceipts(ctx context.Context, cfg aws.Config, b *backend) (receipts.Store, error) {
 	if f.receipts == "" {
-		rs, err := receiptsqlite.Open(f.dataDir)
+		j, err := f.openJournal(ctx, b)
 		if err != nil {
 			return nil, err
 		}
-		b.closers = append(b.closers, rs.Close)
-		return rs, nil
+		return j.Receipts, nil
 	}
 	bucket, err := awsconfig.ParseS3(f.receipts)
 	if err != nil {
@@ -247,12 +269,11 @@ func (f *backendFlags) openReceipts(ctx context.Context, cfg aws.Config, b *back
 
 func (f *backendFlags) openQueue(ctx context.Context, cfg aws.Config, b *backend) (billing.Queue, error) {
 	if f.queue == "" {
-		q, err := billingsqlite.OpenQueue(f.dataDir, billingsqlite.QueueOptions{Visibility: f.queueVisibility})
+		j, err := f.openJournal(ctx, b)
 		if err != nil {
 			return nil, err
 		}
-		b.closers = append(b.closers, q.Close)
-		return q, nil
+		return j.Queue, nil
 	}
 	names, err := awsconfig.ParseSQS(f.queue)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/embedded"
 )
 
 // TestAcknowledgedEventsSurviveSIGKILL kills the server with SIGKILL while
@@ -83,10 +84,11 @@ func TestAcknowledgedEventsSurviveSIGKILL(t *testing.T) {
 	}
 
 	// Every acknowledged event is on the queue.
-	q, err := billingsqlite.OpenQueue(data, billingsqlite.QueueOptions{})
+	journal, err := embedded.Open(context.Background(), data, billingsqlite.QueueOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	q := journal.Queue
 	queued := map[string]bool{}
 	for {
 		msgs, err := q.Receive(context.Background(), 500, 0)
@@ -100,7 +102,7 @@ func TestAcknowledgedEventsSurviveSIGKILL(t *testing.T) {
 			queued[m.Event.Cause] = true
 		}
 	}
-	q.Close()
+	journal.Close()
 	for _, c := range acked {
 		if !queued[c] {
 			t.Fatalf("acknowledged invocation %s has no queued event after SIGKILL", c)

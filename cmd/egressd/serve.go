@@ -156,6 +156,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		Customers:          b.Customers,
 		Queue:              b.Queue,
 		Receipts:           b.Receipts,
+		Journal:            b.Journal,
 		Principals:         server.NewPrincipalResolver(mapping, fetcher),
 		MaxBodyBytes:       f.maxBodyBytes,
 		MaxInvocations:     f.maxInvocations,

@@ -230,3 +230,10 @@ func issue(t *testing.T, issuer principal.Signer, inv invocation.Invocation) rec
 	}
 	return r
 }
+
+// NewReceipt makes a signed receipt for a fresh invocation, for tests of
+// code that stores receipts alongside other things.
+func NewReceipt(t *testing.T) receipt.AnyReceipt {
+	t.Helper()
+	return issue(t, newSigner(t), invoke(t))
+}

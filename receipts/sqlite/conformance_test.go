@@ -1,20 +1,23 @@
 package sqlite_test
 
 import (
+	"context"
 	"testing"
 
+	billingsqlite "github.com/egressd/egressd/billing/sqlite"
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/receipts"
 	"github.com/egressd/egressd/receipts/receiptstest"
-	"github.com/egressd/egressd/receipts/sqlite"
 )
 
 func TestConformance(t *testing.T) {
 	receiptstest.Run(t, func(t *testing.T) receipts.Store {
-		s, err := sqlite.Open(t.TempDir())
+		// The store as the embedded backend opens it: sharing its file with the event queue.
+		j, err := embedded.Open(context.Background(), t.TempDir(), billingsqlite.QueueOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		t.Cleanup(func() { j.Close() })
+		return j.Receipts
 	})
 }

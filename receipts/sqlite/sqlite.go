@@ -1,5 +1,5 @@
 // Package sqlite is the embedded receipt store: receipts as CAR archives in
-// dataDir/receipts.db, found by invocation CID or by receipt CID.
+// a SQLite table, found by invocation CID or by receipt CID.
 package sqlite
 
 import (
@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/storacha/go-ucanto/core/receipt"
 
@@ -34,28 +33,32 @@ type Store struct {
 
 var _ receipts.Store = (*Store)(nil)
 
-// Open opens dataDir/receipts.db.
-func Open(dataDir string) (*Store, error) {
-	db, err := sqlitedb.Open(filepath.Join(dataDir, "receipts.db"), schema)
-	if err != nil {
-		return nil, err
+// New keeps receipts in db, creating the table if needed; writes groups its
+// inserts with the other writes to db (the event queue shares the file, see
+// package embedded). The caller closes writes, then db.
+func New(db *sql.DB, writes *sqlitedb.Committer) (*Store, error) {
+	if _, err := db.Exec(schema); err != nil {
+		return nil, fmt.Errorf("creating receipt table: %w", err)
 	}
-	s := &Store{db: db, writes: sqlitedb.NewCommitter(db)}
+	s := &Store{db: db, writes: writes}
+	var err error
 	if s.insert, err = db.Prepare(`INSERT INTO receipt (invocation, receipt, archive) VALUES (?, ?, ?) ON CONFLICT (invocation) DO NOTHING`); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("preparing receipt store: %w", err)
 	}
 	if s.get, err = db.Prepare(`SELECT archive FROM receipt WHERE invocation = ? UNION ALL SELECT archive FROM receipt WHERE receipt = ? LIMIT 1`); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("preparing receipt store: %w", err)
 	}
 	return s, nil
 }
 
-// Close finishes pending writes and releases the database.
-func (s *Store) Close() error {
-	s.writes.Close()
-	return s.db.Close()
+// ImportFile moves the receipts of an earlier version's receipt file
+// (receipts.db, before the queue and the receipts shared one file) into this
+// store, once.
+func (s *Store) ImportFile(ctx context.Context, path string) error {
+	return sqlitedb.Import(ctx, s.db, path,
+		`INSERT INTO main.receipt (invocation, receipt, archive)
+			SELECT invocation, receipt, archive FROM legacy.receipt WHERE true
+			ON CONFLICT (invocation) DO NOTHING`)
 }
 
 // Put stores the receipts in one transaction; an invocation that already has
@@ -64,6 +67,21 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 	if len(rcpts) == 0 {
 		return nil
 	}
+	step, err := s.PutStep(rcpts)
+	if err != nil {
+		return err
+	}
+	// Receipts of concurrent requests share one transaction (group commit).
+	if err := s.writes.Do(step); err != nil {
+		return fmt.Errorf("storing receipts: %w", err)
+	}
+	return nil
+}
+
+// PutStep archives rcpts now and returns the write that inserts them, for a
+// caller that commits it in one transaction with other writes to the same
+// file.
+func (s *Store) PutStep(rcpts []receipt.AnyReceipt) (func(*sql.Tx) error, error) {
 	type row struct {
 		inv, rcpt string
 		archive   []byte
@@ -72,12 +90,11 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 	for _, r := range rcpts {
 		archive, err := receipts.Archive(r)
 		if err != nil {
-			return fmt.Errorf("archiving receipt: %w", err)
+			return nil, fmt.Errorf("archiving receipt: %w", err)
 		}
 		rows = append(rows, row{r.Ran().Link().String(), r.Root().Link().String(), archive})
 	}
-	// Receipts of concurrent requests share one transaction (group commit).
-	err := s.writes.Do(func(tx *sql.Tx) error {
+	return func(tx *sql.Tx) error {
 		stmt := tx.Stmt(s.insert)
 		for _, r := range rows {
 			if _, err := stmt.Exec(r.inv, r.rcpt, r.archive); err != nil {
@@ -85,11 +102,7 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("storing receipts: %w", err)
-	}
-	return nil
+	}, nil
 }
 
 // Get finds a receipt by invocation CID, then by receipt CID.
