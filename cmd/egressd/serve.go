@@ -108,6 +108,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	signer, created, err := loadSigner(f.backend.dataDir, f.key, f.didWeb, true)
 	if err != nil {
 		return err

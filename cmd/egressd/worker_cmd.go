@@ -122,6 +122,7 @@ func workerCommand() *ffcli.Command {
 			if err != nil {
 				return err
 			}
+			tuneGC()
 			backend.queueVisibility = worker.visibility
 			backend.log = log
 			b, err := backend.open(ctx)
