@@ -112,7 +112,7 @@ func (c *Client) Execute(ctx context.Context, invs ...invocation.Invocation) ([]
 	if err != nil {
 		return nil, err
 	}
-	msg, err := c.post(ctx, body)
+	msg, err := c.ExecuteRaw(ctx, body)
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +128,17 @@ func (c *Client) Execute(ctx context.Context, invs ...invocation.Invocation) ([]
 // ExecuteRaw posts an already encoded message and returns the reply message
 // (the load tool pre-encodes so it measures the server, not the client).
 func (c *Client) ExecuteRaw(ctx context.Context, body []byte) (message.AgentMessage, error) {
-	return c.post(ctx, body)
+	reply, err := c.PostRaw(ctx, body)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeReply(reply)
 }
 
-func (c *Client) post(ctx context.Context, body []byte) (message.AgentMessage, error) {
+// PostRaw sends an encoded agent message and returns the reply's bytes
+// undecoded, for a load generator that decodes replies once its clock has
+// stopped. A status other than 200 is a *StatusError.
+func (c *Client) PostRaw(ctx context.Context, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+"/", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -143,7 +150,19 @@ func (c *Client) post(ctx context.Context, body []byte) (message.AgentMessage, e
 		return nil, fmt.Errorf("sending invocations: %w", err)
 	}
 	defer res.Body.Close()
-	return decodeReply(res)
+	if res.StatusCode != http.StatusOK {
+		return nil, statusError(res)
+	}
+	reply, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading reply: %w", err)
+	}
+	return reply, nil
+}
+
+// DecodeReply reads the agent message PostRaw returned.
+func DecodeReply(reply []byte) (message.AgentMessage, error) {
+	return decodeMessage(bytes.NewReader(reply))
 }
 
 // ReceiptFor finds the receipt of inv in a reply message.
@@ -224,11 +243,20 @@ func (e *StatusError) Error() string {
 
 func decodeReply(res *http.Response) (message.AgentMessage, error) {
 	if res.StatusCode != http.StatusOK {
-		se := &StatusError{Status: res.StatusCode}
-		json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(se)
-		return nil, se
+		return nil, statusError(res)
 	}
-	roots, blocks, err := car.Decode(res.Body)
+	return decodeMessage(res.Body)
+}
+
+// statusError reads the JSON error body of a failed request.
+func statusError(res *http.Response) *StatusError {
+	se := &StatusError{Status: res.StatusCode}
+	json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(se)
+	return se
+}
+
+func decodeMessage(r io.Reader) (message.AgentMessage, error) {
+	roots, blocks, err := car.Decode(r)
 	if err != nil {
 		return nil, fmt.Errorf("decoding reply: %w", err)
 	}
