@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 
+	ipldprime "github.com/ipld/go-ipld-prime"
+	"github.com/ipld/go-ipld-prime/codec/dagcbor"
+
 	"github.com/storacha/go-ucanto/core/car"
 	"github.com/storacha/go-ucanto/core/ipld"
 	"github.com/storacha/go-ucanto/core/ipld/block"
@@ -36,4 +39,27 @@ func Archive(rcpt receipt.AnyReceipt) ([]byte, error) {
 		return nil, fmt.Errorf("archiving receipt: %w", err)
 	}
 	return archive, nil
+}
+
+// Invocation returns the CID of the invocation rcpt is for, read from the
+// receipt's own block: rcpt.Ran() would decode the whole invocation, which
+// the receipt carries, only to hand back its link.
+func Invocation(rcpt receipt.AnyReceipt) (string, error) {
+	node, err := ipldprime.Decode(rcpt.Root().Bytes(), dagcbor.Decode)
+	if err != nil {
+		return "", fmt.Errorf("reading receipt %s: %w", rcpt.Root().Link(), err)
+	}
+	ocm, err := node.LookupByString("ocm")
+	if err != nil {
+		return "", fmt.Errorf("reading receipt %s: %w", rcpt.Root().Link(), err)
+	}
+	ran, err := ocm.LookupByString("ran")
+	if err != nil {
+		return "", fmt.Errorf("reading receipt %s: %w", rcpt.Root().Link(), err)
+	}
+	link, err := ran.AsLink()
+	if err != nil {
+		return "", fmt.Errorf("reading receipt %s: ran is not a link: %w", rcpt.Root().Link(), err)
+	}
+	return link.String(), nil
 }

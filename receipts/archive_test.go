@@ -16,6 +16,7 @@ import (
 	"github.com/egressd/egressd/capabilities"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/receipts"
+	"github.com/egressd/egressd/receipts/receiptstest"
 )
 
 // The archive must read back as the same receipt, invocation and proofs
@@ -65,3 +66,16 @@ var (
 	timeZero = time.Time{}
 	now      = time.Now()
 )
+
+func TestInvocationIsWhatTheReceiptRan(t *testing.T) {
+	for range 3 {
+		r := receiptstest.NewReceipt(t)
+		got, err := receipts.Invocation(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := r.Ran().Link().String(); got != want {
+			t.Fatalf("Invocation() = %s, want %s", got, want)
+		}
+	}
+}

@@ -96,7 +96,10 @@ func (s *Store) Put(ctx context.Context, rcpts ...receipt.AnyReceipt) error {
 		}
 	}
 	for _, r := range rcpts {
-		inv := r.Ran().Link().String()
+		inv, err := receipts.Invocation(r)
+		if err != nil {
+			return err
+		}
 		add(object{s.prefix + byReceiptFolder + r.Root().Link().String(), "text/plain", []byte(inv)})
 		if listed[s.prefix+receiptsFolder+inv] {
 			continue

@@ -92,7 +92,11 @@ func (s *Store) PutStep(rcpts []receipt.AnyReceipt) (func(*sql.Tx) error, error)
 		if err != nil {
 			return nil, fmt.Errorf("archiving receipt: %w", err)
 		}
-		rows = append(rows, row{r.Ran().Link().String(), r.Root().Link().String(), archive})
+		inv, err := receipts.Invocation(r)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row{inv, r.Root().Link().String(), archive})
 	}
 	return func(tx *sql.Tx) error {
 		stmt := tx.Stmt(s.insert)
