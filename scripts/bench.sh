@@ -31,7 +31,7 @@ echo
 
 if [ "${1:-}" = "--soak" ]; then
   echo "== 60 s at the single-invocation load, server memory sampled every second"
-  run --n 60000 --concurrency 8 --batch 1
+  run --n 120000 --concurrency 8 --batch 1
 fi
 
 echo "== Go benchmarks"
