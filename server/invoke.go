@@ -140,8 +140,9 @@ func (e errTooManyInvocations) Error() string {
 
 // execute runs the invocations and returns their receipts in order. It
 // honours the invariant "an ok receipt means the event is durable": no
-// receipt is returned unless its event and the receipt itself were recorded. An error
-// means nothing was acknowledged and the caller may retry the whole message.
+// receipt is returned unless its event and the receipt itself were recorded.
+// An error means nothing was acknowledged and the caller may retry the whole
+// message.
 func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyReceipt, error) {
 	outcomes := make([]outcome, len(items))
 	lookups := &customerLookups{store: s.cfg.Customers, found: map[string]string{}}
