@@ -19,15 +19,21 @@ func benchEvent(i int) billing.Event {
 	}
 }
 
-// BenchmarkEnqueueConcurrent is the server's load on the queue: many
-// requests each enqueueing one event, durably, at the same time.
-func BenchmarkEnqueueConcurrent(b *testing.B) {
+// openQueue opens the queue as the embedded backend does, in its journal.
+func openQueue(b *testing.B) *sqlite.Queue {
+	b.Helper()
 	j, err := embedded.Open(context.Background(), b.TempDir(), sqlite.QueueOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer j.Close()
-	q := j.Queue
+	b.Cleanup(func() { j.Close() })
+	return j.Queue
+}
+
+// BenchmarkEnqueueConcurrent is the server's load on the queue: many
+// requests each enqueueing one event, durably, at the same time.
+func BenchmarkEnqueueConcurrent(b *testing.B) {
+	q := openQueue(b)
 	b.SetParallelism(8)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -46,12 +52,7 @@ func BenchmarkEnqueueConcurrent(b *testing.B) {
 // BenchmarkReceiveAck is the worker's load on the queue: receive a batch of
 // ten, acknowledge it.
 func BenchmarkReceiveAck(b *testing.B) {
-	j, err := embedded.Open(context.Background(), b.TempDir(), sqlite.QueueOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer j.Close()
-	q := j.Queue
+	q := openQueue(b)
 	ctx := context.Background()
 	for start := 0; start < b.N; start += 500 {
 		var evs []billing.Event
