@@ -84,3 +84,6 @@ func readableMessage(msg string) string {
 func MalformedCaveats(can string, err error) Failure {
 	return Failure{"MalformedCapability", fmt.Sprintf("invalid caveats for %s: %s", can, err.Error())}
 }
+
+// UcanRevoke is the capability that revokes a delegation (w3up's UCAN.revoke).
+const UcanRevoke = "ucan/revoke"

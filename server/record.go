@@ -55,6 +55,10 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 			Message: fmt.Sprintf("an invocation must hold exactly one capability, this one holds %d", len(caps))})
 	}
 	can := caps[0].Can()
+	if can == capabilities.UcanRevoke {
+		o = s.runRevoke(ctx, inv)
+		return o
+	}
 	parser, ok := capabilities.Parsers[can]
 	if !ok {
 		return s.fail(inv, o.capability, capabilities.Failure{FailureName: "HandlerNotFound",
@@ -182,7 +186,7 @@ func (s *Server) validationContext(parser validator.CapabilityParser[capabilitie
 		s.cfg.Signer.Verifier(),
 		parser,
 		validator.IsSelfIssued,
-		func(context.Context, validator.Authorization[any]) validator.Revoked { return nil },
+		s.checkRevoked,
 		validator.ProofUnavailable,
 		s.signatures.parsePrincipal,
 		s.cfg.Principals.ResolveDIDKey,

@@ -55,6 +55,10 @@ type Config struct {
 	// the events are enqueued on Queue first, then the receipts put in
 	// Receipts, so that an ok receipt still always means a queued event.
 	Journal Journal
+	// Revocations holds the delegations revoked with ucan/revoke; every
+	// delegation chain is checked against it. nil: nothing is ever revoked
+	// and ucan/revoke is not served.
+	Revocations Revocations
 
 	// Principals maps did:web identities of gateways to their did:key.
 	Principals *PrincipalResolver
