@@ -113,11 +113,13 @@ func ReadCaveats(nb any) (RecordCaveats, error) {
 // spaceDID accepts only did:key resources: a space is always a key.
 var spaceDID = ucschema.DIDString(ucschema.WithMethod("key"))
 
-// Record is the usage/record capability.
-var Record = validator.NewCapability(UsageRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats])
+// Record is the usage/record capability. DefaultDerives checks `with`;
+// constrained adds the caveats a delegation fixes (derive.go).
+var Record = constrained(validator.NewCapability(UsageRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]))
 
-// EgressRecordCapability is the space/content/serve/egress/record capability.
-var EgressRecordCapability = validator.NewCapability(EgressRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats])
+// EgressRecordCapability is the space/content/serve/egress/record capability,
+// derived the same way.
+var EgressRecordCapability = constrained(validator.NewCapability(EgressRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]))
 
 // Parsers lists the served capabilities by name.
 var Parsers = map[string]validator.CapabilityParser[RecordCaveats]{
