@@ -38,6 +38,8 @@ type harness struct {
 	receipts  *receiptsqlite.Store
 	http      *httptest.Server
 	client    *client.Client
+	// metrics serves the server's MetricsHandler, as serve --metrics-listen does.
+	metrics *httptest.Server
 }
 
 // newHarness starts a server; edit tweaks the config before it is built.
@@ -72,9 +74,11 @@ func newHarness(t testing.TB, edit func(*server.Config)) *harness {
 		t.Fatal(err)
 	}
 	h.http = httptest.NewServer(srv)
+	h.metrics = httptest.NewServer(srv.MetricsHandler())
 	h.client = client.New(h.http.URL)
 	t.Cleanup(func() {
 		h.http.Close()
+		h.metrics.Close()
 		h.customers.Close()
 		journal.Close()
 	})

@@ -142,7 +142,12 @@ func TestHealthAndMetrics(t *testing.T) {
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("healthz: %v %v", res, err)
 	}
+	// Metrics are not public: the main listener does not serve them.
 	res, err = http.Get(h.http.URL + "/metrics")
+	if err != nil || res.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics on the public listener: %v %v, want 404", res, err)
+	}
+	res, err = http.Get(h.metrics.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/server/wire"
 )
 
 // errMissingConfig is returned by New when a required store or the signer is missing.
@@ -43,7 +43,21 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotAcceptable, "NotAcceptable", fmt.Sprintf("receipts are only served as %s", car.ContentType))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	// A declared length past the limit is refused before a byte is read.
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "PayloadTooLarge",
+			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.cfg.MaxBodyBytes))
+		return
+	}
+	release, ok := s.admit(r.Context(), r.ContentLength)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "Overloaded",
+			"the service is working on as many requests as its memory budget allows; retry shortly")
+		return
+	}
+	defer release()
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -56,11 +70,18 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	items, err := s.decodeMessage(body)
 	var tooMany errTooManyInvocations
-	if errors.As(err, &tooMany) {
+	var refused *wire.Error
+	switch {
+	case errors.As(err, &tooMany):
 		writeError(w, http.StatusRequestEntityTooLarge, "TooManyInvocations", err.Error())
 		return
-	}
-	if err != nil {
+	case errors.As(err, &refused) && refused.Name == "MessageLimitExceeded":
+		writeError(w, http.StatusRequestEntityTooLarge, refused.Name, err.Error())
+		return
+	case errors.As(err, &refused):
+		writeError(w, http.StatusBadRequest, refused.Name, err.Error())
+		return
+	case err != nil:
 		writeError(w, http.StatusBadRequest, "MalformedMessage", err.Error())
 		return
 	}
@@ -90,28 +111,71 @@ type incoming struct {
 	inv invocation.Invocation
 	// refused is set when the invocation was refused before validation.
 	refused *capabilities.Failure
+	// twin is the CID of the invocation's one other valid encoding, for an
+	// invocation without proofs ("prf" absent or empty sign the same); nil
+	// otherwise. Both CIDs name one billing event.
+	twin ipld.Link
+	// identity names the signed content whatever its encoding: the CID of
+	// the form with "prf" present for an invocation with a twin, else link.
+	identity string
 }
 
-// decodeMessage parses a CAR agent message into its invocations. It recovers
-// from panics in the decoders so hostile bytes cannot take the server down.
+// admit waits for room for a body of the declared length (the largest
+// allowed when undeclared) in the in-flight budget, at most AdmissionWait.
+// A body larger than the whole budget waits until it is alone.
+func (s *Server) admit(ctx context.Context, declared int64) (release func(), ok bool) {
+	weight := declared
+	if weight < 0 || weight > s.cfg.MaxBodyBytes {
+		weight = s.cfg.MaxBodyBytes
+	}
+	weight = min(max(weight, 1), s.cfg.MaxInflightBytes)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AdmissionWait)
+	defer cancel()
+	if err := s.inflight.Acquire(ctx, weight); err != nil {
+		s.metrics.overloaded.Inc()
+		return nil, false
+	}
+	return func() { s.inflight.Release(weight) }, true
+}
+
+// readBody reads the whole body into one buffer of the declared size, so
+// that a large body is not copied again and again as it grows.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength < 0 {
+		return io.ReadAll(body)
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return nil, err
+	}
+	// Anything past the declared length is a malformed request.
+	var one [1]byte
+	if n, _ := body.Read(one[:]); n > 0 {
+		return nil, errors.New("body longer than its Content-Length")
+	}
+	return buf, nil
+}
+
+// decodeMessage parses a CAR agent message into its invocations. The wire
+// package checks sizes, counts, depth and canonical encoding before any
+// IPLD node is built; the decoders' panics are still recovered, as a second
+// line of defence.
 func (s *Server) decodeMessage(body []byte) (items []incoming, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			items, err = nil, errors.New("request body is not a valid ucanto agent message")
 		}
 	}()
-	roots, blocks, err := car.Decode(bytes.NewReader(body))
+	root, blocks, err := wire.Read(body, s.cfg.Wire)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := blockstore.NewBlockReader(blockstore.WithBlocks(blocks))
 	if err != nil {
 		return nil, fmt.Errorf("request body is not a valid CAR: %s", err)
 	}
-	if len(roots) != 1 {
-		return nil, fmt.Errorf("agent message must have exactly one root, found %d", len(roots))
-	}
-	bs, err := blockstore.NewBlockReader(blockstore.WithBlocksIterator(blocks))
-	if err != nil {
-		return nil, fmt.Errorf("request body is not a valid CAR: %s", err)
-	}
-	msg, err := message.NewMessage(roots[0], bs)
+	msg, err := message.NewMessage(root, bs)
 	if err != nil {
 		return nil, fmt.Errorf("request body is not a ucanto agent message: %s", err)
 	}
@@ -123,11 +187,11 @@ func (s *Server) decodeMessage(body []byte) (items []incoming, err error) {
 		return nil, errTooManyInvocations{len(links), s.cfg.MaxInvocations}
 	}
 	for _, link := range links {
-		inv, refused, err := invocationBlocks(link, bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth)
+		item, err := readInvocation(link, bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth)
 		if err != nil {
 			return nil, fmt.Errorf("invocation %s cannot be read: %s", link, err)
 		}
-		items = append(items, incoming{link: link, inv: inv, refused: refused})
+		items = append(items, item)
 	}
 	return items, nil
 }
@@ -145,6 +209,18 @@ func (e errTooManyInvocations) Error() string {
 // message.
 func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyReceipt, error) {
 	outcomes := make([]outcome, len(items))
+	for i, item := range items {
+		if item.twin == nil || item.refused != nil {
+			continue
+		}
+		release, ok := s.claims.take(item.identity, item.link.String())
+		if !ok {
+			items[i].refused = &capabilities.Failure{FailureName: "InvocationInFlight",
+				Message: "another encoding of this invocation is being recorded right now; retry to get its receipt"}
+			continue
+		}
+		defer release()
+	}
 	lookups := &customerLookups{store: s.cfg.Customers, found: map[string]string{}}
 	workers := min(runtime.GOMAXPROCS(0), len(items))
 	next := make(chan int)

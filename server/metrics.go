@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	invocations    *prometheus.CounterVec
 	requestSeconds prometheus.Histogram
+	overloaded     prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, queue billing.Queue) (*metrics, error) {
@@ -25,9 +26,13 @@ func newMetrics(reg *prometheus.Registry, queue billing.Queue) (*metrics, error)
 			Help:    "Time to answer a POST / agent message.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_requests_overloaded_total",
+			Help: "Requests answered 503 because the in-flight memory budget stayed full (serve --max-inflight-bytes).",
+		}),
 	}
 	queueDepth := billing.NewQueueDepthGauge(queue)
-	for _, c := range []prometheus.Collector{m.invocations, m.requestSeconds, queueDepth} {
+	for _, c := range []prometheus.Collector{m.invocations, m.requestSeconds, m.overloaded, queueDepth} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering server metrics (one server per registry): %w", err)
 		}

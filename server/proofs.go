@@ -1,29 +1,39 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 
+	"github.com/ipfs/go-cid"
+	"github.com/ipld/go-ipld-prime/codec/dagcbor"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
+	"github.com/ipld/go-ipld-prime/node/basicnode"
+	"github.com/multiformats/go-multihash"
 	"github.com/storacha/go-ucanto/core/dag/blockstore"
 	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/ucan/crypto/signature"
 
 	"github.com/egressd/egressd/capabilities"
 )
 
-// invocationBlocks walks the proofs under an invocation the way the ucanto
+// readInvocation walks the proofs under an invocation the way the ucanto
 // validator would and returns the invocation over only its own blocks
-// (itself and its proofs). Trees that are too deep or too large are refused
+// (itself and its proofs). Trees that are too deep or too large, and UCANs
+// whose bytes could be re-encoded under the same signature, are refused
 // before any signature is checked: a proof DAG can reference one delegation
 // from many places, so the walk counts visits, the work the validator would do.
 //
 // Viewing each invocation over its own blocks also matters for speed: the
 // validator copies an invocation's blockstore for every proof it resolves,
 // which over a whole 100-invocation message is quadratic.
-func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, maxDepth int) (invocation.Invocation, *capabilities.Failure, error) {
+func readInvocation(root ipld.Link, msg blockstore.BlockReader, maxProofs, maxDepth int) (incoming, error) {
+	item := incoming{link: root, identity: root.String()}
 	own, err := blockstore.NewBlockStore()
 	if err != nil {
-		return nil, nil, err
+		return item, err
 	}
 	type node struct {
 		link  ipld.Link
@@ -31,13 +41,13 @@ func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, max
 	}
 	rootBlock, ok, _ := msg.Get(root)
 	if !ok {
-		return nil, nil, fmt.Errorf("invocation block %s is missing", root)
+		return item, fmt.Errorf("invocation block %s is missing", root)
 	}
 	// The invocation reads its proofs from own lazily, so own can be filled
 	// by the walk below; decoding it once here saves a decode per invocation.
 	inv, err := invocation.NewInvocation(rootBlock, own)
 	if err != nil {
-		return nil, nil, err
+		return item, err
 	}
 	visits := 0
 	stack := []node{{root, 0}}
@@ -49,7 +59,7 @@ func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, max
 			continue // not in the message: the validator reports it as unavailable
 		}
 		if err := own.Put(blk); err != nil {
-			return nil, nil, err
+			return item, err
 		}
 		var dlg delegation.Delegation = inv
 		if n.depth > 0 {
@@ -57,18 +67,126 @@ func invocationBlocks(root ipld.Link, msg blockstore.BlockReader, maxProofs, max
 				continue // not a delegation: the validator reports it
 			}
 		}
+		if f := checkUCANEncoding(dlg); f != nil {
+			item.refused = f
+			return item, nil
+		}
 		for _, p := range dlg.Proofs() {
 			if n.depth+1 > maxDepth {
-				return nil, &capabilities.Failure{FailureName: "ProofLimitExceeded",
-					Message: fmt.Sprintf("delegation chain is deeper than %d", maxDepth)}, nil
+				item.refused = &capabilities.Failure{FailureName: "ProofLimitExceeded",
+					Message: fmt.Sprintf("delegation chain is deeper than %d", maxDepth)}
+				return item, nil
 			}
 			visits++
 			if visits > maxProofs {
-				return nil, &capabilities.Failure{FailureName: "ProofLimitExceeded",
-					Message: fmt.Sprintf("invocation carries more than %d proofs", maxProofs)}, nil
+				item.refused = &capabilities.Failure{FailureName: "ProofLimitExceeded",
+					Message: fmt.Sprintf("invocation carries more than %d proofs", maxProofs)}
+				return item, nil
 			}
 			stack = append(stack, node{p, n.depth + 1})
 		}
 	}
-	return inv, nil, nil
+	item.inv = inv
+	if len(inv.Proofs()) == 0 {
+		twin, hadPrf, err := proofsTwin(rootBlock.Bytes())
+		if err != nil {
+			return item, err
+		}
+		item.twin = twin
+		if !hadPrf {
+			item.identity = twin.String()
+		}
+	}
+	return item, nil
+}
+
+// checkUCANEncoding refuses the UCAN fields that go-ucanto decodes loosely,
+// so that they could change the block, and so its CID, without changing the
+// signed payload: a DID may be written as a key or as a generic DID, and a
+// signature may carry bytes past its declared length.
+func checkUCANEncoding(dlg delegation.Delegation) *capabilities.Failure {
+	model := dlg.Data().Model()
+	for _, field := range []struct {
+		name string
+		raw  []byte
+		id   did.DID
+	}{{"iss", model.Iss, dlg.Issuer().DID()}, {"aud", model.Aud, dlg.Audience().DID()}} {
+		canonical, err := did.Parse(field.id.String())
+		if err != nil || !bytes.Equal(canonical.Bytes(), field.raw) {
+			return &capabilities.Failure{FailureName: "NonCanonicalBlock",
+				Message: fmt.Sprintf("delegation %s: %s is not in the canonical encoding of %s", dlg.Link(), field.name, field.id)}
+		}
+	}
+	sig := signature.Decode(model.S)
+	if !bytes.Equal(signature.NewSignature(sig.Code(), sig.Raw()).Bytes(), model.S) || uint64(len(sig.Raw())) != sig.Size() {
+		return &capabilities.Failure{FailureName: "NonCanonicalBlock",
+			Message: fmt.Sprintf("delegation %s: its signature is not in canonical form", dlg.Link())}
+	}
+	return nil
+}
+
+// proofsTwin returns the CID of the other encoding of an invocation without
+// proofs: go-ucanto leaves "prf" out, JS ucanto writes "prf": [], and
+// both sign the same payload. The block is canonical DAG-CBOR (checked by
+// the wire package), so re-encoding it is exact.
+func proofsTwin(data []byte) (twin ipld.Link, hadPrf bool, err error) {
+	nb := basicnode.Prototype.Map.NewBuilder()
+	if err := dagcbor.Decode(nb, bytes.NewReader(data)); err != nil {
+		return nil, false, err
+	}
+	n := nb.Build()
+	if prf, err := n.LookupByString("prf"); err == nil && prf != nil {
+		hadPrf = true
+	}
+	out := basicnode.Prototype.Map.NewBuilder()
+	ma, err := out.BeginMap(n.Length() + 1)
+	if err != nil {
+		return nil, false, err
+	}
+	for it := n.MapIterator(); !it.Done(); {
+		k, v, err := it.Next()
+		if err != nil {
+			return nil, false, err
+		}
+		key, _ := k.AsString()
+		if key == "prf" {
+			continue
+		}
+		if err := ma.AssembleKey().AssignString(key); err != nil {
+			return nil, false, err
+		}
+		if err := ma.AssembleValue().AssignNode(v); err != nil {
+			return nil, false, err
+		}
+	}
+	if !hadPrf {
+		if err := ma.AssembleKey().AssignString("prf"); err != nil {
+			return nil, false, err
+		}
+		la, err := ma.AssembleValue().BeginList(0)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := la.Finish(); err != nil {
+			return nil, false, err
+		}
+	}
+	if err := ma.Finish(); err != nil {
+		return nil, false, err
+	}
+	var buf bytes.Buffer
+	if err := dagcbor.Encode(out.Build(), &buf); err != nil {
+		return nil, false, err
+	}
+	twin, err = linkOf(buf.Bytes())
+	return twin, hadPrf, err
+}
+
+// linkOf is the CIDv1 DAG-CBOR SHA2-256 link of data, as ucanto names blocks.
+func linkOf(data []byte) (ipld.Link, error) {
+	sum, err := multihash.Sum(data, multihash.SHA2_256, -1)
+	if err != nil {
+		return nil, err
+	}
+	return cidlink.Link{Cid: cid.NewCidV1(cid.DagCBOR, sum)}, nil
 }

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
 	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/core/receipt/ran"
 	"github.com/storacha/go-ucanto/core/result"
+	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/validator"
 
 	"github.com/egressd/egressd/billing"
@@ -66,15 +68,21 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 	}
 	o.capability = can
 
-	// An invocation recorded before gets its stored receipt back and queues nothing.
-	stored, err := s.cfg.Receipts.Get(ctx, inv.Link().String())
-	switch {
-	case err == nil:
-		o.receipt, o.result = stored, "duplicate"
-		return o
-	case !errors.Is(err, receipts.ErrNotFound):
-		o.err = err
-		return o
+	// An invocation recorded before, under either of its encodings, gets
+	// its stored receipt back and queues nothing.
+	for _, link := range []ipld.Link{inv.Link(), item.twin} {
+		if link == nil {
+			continue
+		}
+		stored, err := s.cfg.Receipts.Get(ctx, link.String())
+		switch {
+		case err == nil:
+			o.receipt, o.result = stored, "duplicate"
+			return o
+		case !errors.Is(err, receipts.ErrNotFound):
+			o.err = err
+			return o
+		}
 	}
 
 	audience := inv.Audience().DID().String()
@@ -94,12 +102,22 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 		return s.fail(inv, can, capabilities.MalformedCaveats(can, err))
 	}
 
-	auth, aerr := validator.Access(ctx, inv, s.validationContext(parser))
+	budget := &validationBudget{left: s.cfg.MaxValidationSteps}
+	auth, aerr := validator.Access(ctx, inv, s.validationContext(parser, budget))
+	if budget.exhausted() {
+		return s.fail(inv, can, capabilities.Failure{FailureName: "ValidationLimitExceeded",
+			Message: fmt.Sprintf("validating this invocation would check more than %d delegations", s.cfg.MaxValidationSteps)})
+	}
 	if aerr != nil {
 		return s.fail(inv, can, capabilities.FromError(aerr))
 	}
 	space := auth.Capability().With()
 	nb := auth.Capability().Nb()
+
+	if nb.Bytes > s.cfg.MaxBytesPerEvent {
+		return s.fail(inv, can, capabilities.Failure{FailureName: "BytesOutOfRange",
+			Message: fmt.Sprintf("bytes %d is more than the %d one event may record", nb.Bytes, s.cfg.MaxBytesPerEvent)})
+	}
 
 	now := s.cfg.Now()
 	servedAt := nb.ServedTime()
@@ -180,8 +198,11 @@ func (s *Server) failLink(link ipld.Link, can string, f capabilities.Failure) ou
 }
 
 // validationContext assembles what the ucanto validator needs to check a
-// record invocation against this service.
-func (s *Server) validationContext(parser validator.CapabilityParser[capabilities.RecordCaveats]) validator.ValidationContext[capabilities.RecordCaveats] {
+// record invocation against this service. Every delegation the validator
+// checks spends a step of budget; an exhausted budget fails every further
+// check at once, which cuts the validator's search (factorial in the number
+// of attestations otherwise) down to at most the budget's size.
+func (s *Server) validationContext(parser validator.CapabilityParser[capabilities.RecordCaveats], budget *validationBudget) validator.ValidationContext[capabilities.RecordCaveats] {
 	return validator.NewValidationContext(
 		s.cfg.Signer.Verifier(),
 		parser,
@@ -189,7 +210,43 @@ func (s *Server) validationContext(parser validator.CapabilityParser[capabilitie
 		s.checkRevoked,
 		validator.ProofUnavailable,
 		s.signatures.parsePrincipal,
-		s.cfg.Principals.ResolveDIDKey,
-		validator.NotExpiredNotTooEarly,
+		func(ctx context.Context, d did.DID) (did.DID, validator.UnresolvedDID) {
+			if !budget.spend() {
+				return did.Undef, validator.NewDIDKeyResolutionError(d, errValidationBudget)
+			}
+			return s.cfg.Principals.ResolveDIDKey(ctx, d)
+		},
+		func(dlg delegation.Delegation) validator.InvalidProof {
+			if !budget.spend() {
+				return validator.NewSessionEscalationError(dlg, errValidationBudget)
+			}
+			return validator.NotExpiredNotTooEarly(dlg)
+		},
 	)
+}
+
+var errValidationBudget = errors.New("validation step budget exhausted")
+
+// validationBudget counts the delegation checks left for one invocation.
+type validationBudget struct {
+	mu    sync.Mutex
+	left  int
+	spent bool
+}
+
+func (b *validationBudget) spend() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left <= 0 {
+		b.spent = true
+		return false
+	}
+	b.left--
+	return true
+}
+
+func (b *validationBudget) exhausted() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.spent
 }

@@ -16,11 +16,13 @@ import (
 	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/principal"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/capabilities"
 	"github.com/egressd/egressd/customers"
 	"github.com/egressd/egressd/receipts"
+	"github.com/egressd/egressd/server/wire"
 )
 
 // Defaults for the limits in Config.
@@ -31,6 +33,19 @@ const (
 	DefaultMaxDepth       = 8
 	DefaultMaxAge         = 35 * 24 * time.Hour // Stripe's limit for meter event timestamps
 	DefaultMaxAhead       = 5 * time.Minute     // Stripe's limit for meter event timestamps
+	// DefaultMaxBytesPerEvent is 1 TiB: more than any single response serves,
+	// and far enough below 2^63 that a month of them cannot overflow a total.
+	DefaultMaxBytesPerEvent = 1 << 40
+	// DefaultMaxValidationSteps bounds the delegations the validator may
+	// check for one invocation: a gateway's chain takes two or three.
+	DefaultMaxValidationSteps = 64
+	// DefaultMaxInflightBytes bounds the request bodies held at once. Decoding
+	// and validating a message costs several times its size, so this keeps
+	// the server inside its 128 MiB soft memory limit under a flood.
+	DefaultMaxInflightBytes = 16 << 20
+	// DefaultAdmissionWait is how long a request may wait for room in the
+	// in-flight budget before it is answered 503 with Retry-After.
+	DefaultAdmissionWait = 5 * time.Second
 )
 
 // signatureCacheSize is how many verified signatures are remembered: about a
@@ -77,6 +92,19 @@ type Config struct {
 	MaxProofs, MaxDelegationDepth int
 	// MaxAge and MaxAhead bound servedAt around now.
 	MaxAge, MaxAhead time.Duration
+	// MaxBytesPerEvent bounds nb.bytes of one record (BytesOutOfRange past it).
+	MaxBytesPerEvent int64
+	// MaxValidationSteps bounds the delegations checked while validating one
+	// invocation, whatever the shape of its proofs (ValidationLimitExceeded
+	// past it): the validator's search can otherwise grow factorially.
+	MaxValidationSteps int
+	// Wire bounds the blocks of a message: how many, how large, how deeply
+	// nested (zero fields take the wire package defaults).
+	Wire wire.Limits
+	// MaxInflightBytes bounds the request bodies held at once; a request
+	// that finds no room within AdmissionWait is answered 503 Retry-After.
+	MaxInflightBytes int64
+	AdmissionWait    time.Duration
 
 	// Version is reported by GET /.
 	Version string
@@ -104,6 +132,10 @@ type Server struct {
 	trusted map[string]bool
 	// signatures remembers verified signatures (of delegations, mostly).
 	signatures *signatureCache
+	// inflight holds the request bodies being worked on, in bytes.
+	inflight *semaphore.Weighted
+	// claims holds the invocations being recorded right now, by identity.
+	claims *claims
 }
 
 // New checks cfg, fills in defaults and builds the handler.
@@ -129,6 +161,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxAhead <= 0 {
 		cfg.MaxAhead = DefaultMaxAhead
 	}
+	if cfg.MaxBytesPerEvent <= 0 {
+		cfg.MaxBytesPerEvent = DefaultMaxBytesPerEvent
+	}
+	if cfg.MaxValidationSteps <= 0 {
+		cfg.MaxValidationSteps = DefaultMaxValidationSteps
+	}
+	if cfg.MaxInflightBytes <= 0 {
+		cfg.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if cfg.AdmissionWait <= 0 {
+		cfg.AdmissionWait = DefaultAdmissionWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -141,7 +185,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Principals == nil {
 		cfg.Principals = NewPrincipalResolver(nil, nil)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), signatures: newSignatureCache(signatureCacheSize)}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), signatures: newSignatureCache(signatureCacheSize),
+		inflight: semaphore.NewWeighted(cfg.MaxInflightBytes), claims: newClaims()}
 	s.audiences = []string{cfg.Signer.DID().String()}
 	for _, a := range cfg.Aliases {
 		s.audiences = append(s.audiences, a.String())
@@ -165,8 +210,14 @@ func New(cfg Config) (*Server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	return s, nil
+}
+
+// MetricsHandler serves the server's metrics in Prometheus' format. It is
+// not on the public handler: operators serve it on a listener of their own
+// (serve --metrics-listen, loopback by default).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
 }
 
 // ServeHTTP routes the request.
