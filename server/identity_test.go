@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ func TestGatewayDIDWebResolvedFromItsDocument(t *testing.T) {
 	host := strings.TrimPrefix(docServer.URL, "https://")
 	gateway := wrap(t, gatewayKey, "did:web:"+strings.ReplaceAll(host, ":", "%3A"))
 	h := newHarness(t, func(c *server.Config) {
-		c.Principals = server.NewPrincipalResolver(nil, &server.DIDWebFetcher{Client: docServer.Client(), TTL: time.Hour})
+		c.Principals = server.NewPrincipalResolver(nil, &server.DIDWebFetcher{Client: docServer.Client(), TTL: time.Hour, AllowedHosts: []string{host}})
 	})
 	space := h.provision(alice)
 	dlg := delegate(t, space, gateway.DID(), []string{"space/content/serve/*"}, time.Time{})
@@ -76,6 +77,38 @@ func TestGatewayDIDWebResolvedFromItsDocument(t *testing.T) {
 	}
 	if fetches != 1 {
 		t.Fatalf("DID document fetched %d times for 3 invocations, want 1 (cached)", fetches)
+	}
+}
+
+// A did:web is resolved only for hosts the operator allows, and a failed
+// resolution is remembered: an invocation cannot make the service connect
+// wherever it names, nor once per proof.
+func TestDIDWebResolutionOnlyForAllowedHostsAndFailuresCached(t *testing.T) {
+	var fetches atomic.Int32
+	docServer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer docServer.Close()
+	host := strings.TrimPrefix(docServer.URL, "https://")
+	h := newHarness(t, func(c *server.Config) {
+		c.Principals = server.NewPrincipalResolver(nil, &server.DIDWebFetcher{
+			Client: docServer.Client(), TTL: time.Hour, AllowedHosts: []string{"gw.example"},
+			DocumentURL: func(string) string { return docServer.URL + "/.well-known/did.json" },
+		})
+	})
+	space := h.provision(alice)
+	for _, name := range []string{"did:web:" + strings.ReplaceAll(host, ":", "%3A"), "did:web:attacker.example", "did:web:gw.example"} {
+		gateway := wrap(t, newKey(t), name)
+		dlg := delegate(t, space, gateway.DID(), []string{"space/content/serve/*"}, time.Time{})
+		for range 3 {
+			rcpt := h.ucantoExecute(recordFrom(t, gateway, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now(), dlg))[0]
+			mustFail(t, rcpt, "Unauthorized")
+		}
+	}
+	// Only gw.example is allowed, and its failure is fetched once, not three times.
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches, want 1 (allowed host only, failure cached)", n)
 	}
 }
 

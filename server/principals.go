@@ -3,18 +3,20 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/principal"
 	edverifier "github.com/storacha/go-ucanto/principal/ed25519/verifier"
 	"github.com/storacha/go-ucanto/validator"
+	"golang.org/x/sync/singleflight"
 )
 
 // parsePrincipal turns a did:key into a verifier (ed25519, what every ucanto
@@ -25,30 +27,39 @@ func parsePrincipal(str string) (principal.Verifier, error) {
 
 // PrincipalResolver finds the did:key behind a gateway's did:web: first in a
 // static mapping (like Storacha's PRINCIPAL_MAPPING), then, when enabled, by
-// fetching https://<host>/.well-known/did.json, cached for a while.
+// fetching https://<host>/.well-known/did.json for hosts the operator
+// allows. Answers, found or not, are cached in bounded caches, so hostile
+// invocations naming many did:webs cost at most one fetch per name per TTL.
 type PrincipalResolver struct {
 	static map[did.DID]did.DID
 	// fetch is nil when resolution over HTTP is off.
 	fetch *DIDWebFetcher
 
-	mu    sync.Mutex
-	cache map[did.DID]cachedKey
-}
-
-type cachedKey struct {
-	key     did.DID
-	expires time.Time
+	found  *expirable.LRU[did.DID, did.DID]
+	failed *expirable.LRU[did.DID, string]
+	// inflight joins concurrent look-ups of one DID into one fetch.
+	inflight singleflight.Group
 }
 
 // DIDWebFetcher resolves did:web documents over HTTP.
 type DIDWebFetcher struct {
 	Client *http.Client
+	// AllowedHosts are the hosts whose documents may be fetched: a host
+	// ("gw.example", "gw.example:8443") or every subdomain of one
+	// ("*.gw.example"). Any other did:web is not resolved, so a caller
+	// cannot make the service connect where it chooses. Empty allows none.
+	AllowedHosts []string
 	// TTL is how long a resolved key is trusted before it is fetched again.
 	TTL time.Duration
+	// FailureTTL is how long a failed resolution is remembered (default a minute).
+	FailureTTL time.Duration
 	// DocumentURL maps a did:web host to its document's URL; nil is
 	// https://<host>/.well-known/did.json (tests point it at 127.0.0.1).
 	DocumentURL func(host string) string
 }
+
+// principalCacheSize bounds each of the resolver's caches.
+const principalCacheSize = 4096
 
 // NewPrincipalResolver builds a resolver from a static mapping (did:web ->
 // did:key) and an optional fetcher (nil: no resolution over HTTP).
@@ -56,7 +67,16 @@ func NewPrincipalResolver(static map[did.DID]did.DID, fetch *DIDWebFetcher) *Pri
 	if static == nil {
 		static = map[did.DID]did.DID{}
 	}
-	return &PrincipalResolver{static: static, fetch: fetch, cache: map[did.DID]cachedKey{}}
+	r := &PrincipalResolver{static: static, fetch: fetch}
+	if fetch != nil {
+		failureTTL := fetch.FailureTTL
+		if failureTTL <= 0 {
+			failureTTL = time.Minute
+		}
+		r.found = expirable.NewLRU[did.DID, did.DID](principalCacheSize, nil, fetch.TTL)
+		r.failed = expirable.NewLRU[did.DID, string](principalCacheSize, nil, failureTTL)
+	}
+	return r
 }
 
 // ParsePrincipalMapping parses "did:web:gw.example=did:key:z6Mk..." pairs.
@@ -88,33 +108,55 @@ func (r *PrincipalResolver) ResolveDIDKey(ctx context.Context, d did.DID) (did.D
 	if r.fetch == nil || !strings.HasPrefix(d.String(), "did:web:") {
 		return did.Undef, validator.NewDIDKeyResolutionError(d, fmt.Errorf("no key is known for %s: add a --principal-mapping", d))
 	}
-	r.mu.Lock()
-	c, ok := r.cache[d]
-	r.mu.Unlock()
-	if ok && time.Now().Before(c.expires) {
-		return c.key, nil
+	if key, ok := r.found.Get(d); ok {
+		return key, nil
 	}
-	key, err := r.fetch.resolve(ctx, d)
+	if reason, ok := r.failed.Get(d); ok {
+		return did.Undef, validator.NewDIDKeyResolutionError(d, errors.New(reason))
+	}
+	host, err := r.fetch.allowedHost(d)
+	if err != nil {
+		// Not cached: refusing costs nothing, and the cache stays for real names.
+		return did.Undef, validator.NewDIDKeyResolutionError(d, err)
+	}
+	v, err, _ := r.inflight.Do(d.String(), func() (any, error) {
+		key, err := r.fetch.resolve(context.WithoutCancel(ctx), d, host)
+		if err != nil {
+			r.failed.Add(d, err.Error())
+			return did.Undef, err
+		}
+		r.found.Add(d, key)
+		return key, nil
+	})
 	if err != nil {
 		return did.Undef, validator.NewDIDKeyResolutionError(d, err)
 	}
-	r.mu.Lock()
-	r.cache[d] = cachedKey{key, time.Now().Add(r.fetch.TTL)}
-	r.mu.Unlock()
-	return key, nil
+	return v.(did.DID), nil
+}
+
+// allowedHost returns the host of a bare-host did:web (a port escaped as
+// %3A) when AllowedHosts names it. The path form (did:web:host:path) is
+// not used by gateways and is not resolved.
+func (f *DIDWebFetcher) allowedHost(d did.DID) (string, error) {
+	raw := strings.TrimPrefix(d.String(), "did:web:")
+	host, err := url.PathUnescape(raw)
+	if err != nil || host == "" || strings.Contains(raw, ":") || strings.ContainsAny(host, "/?#@") {
+		return "", fmt.Errorf("%s is not a did:web this service can resolve", d)
+	}
+	host = strings.ToLower(host)
+	for _, allowed := range f.AllowedHosts {
+		allowed = strings.ToLower(allowed)
+		if host == allowed || (strings.HasPrefix(allowed, "*.") && strings.HasSuffix(host, allowed[1:])) {
+			return host, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not on this service's --resolve-did-web list: add its host there, or a --principal-mapping", d)
 }
 
 // maxDIDDocument bounds what is read from a remote DID document.
 const maxDIDDocument = 64 << 10
 
-func (f *DIDWebFetcher) resolve(ctx context.Context, d did.DID) (did.DID, error) {
-	// Only the bare-host form (a port escaped as %3A) is resolved; the
-	// path form (did:web:host:path) is not used by gateways.
-	raw := strings.TrimPrefix(d.String(), "did:web:")
-	host, err := url.PathUnescape(raw)
-	if err != nil || host == "" || strings.Contains(raw, ":") || strings.ContainsAny(host, "/?#@") {
-		return did.Undef, fmt.Errorf("%s is not a did:web this service can resolve", d)
-	}
+func (f *DIDWebFetcher) resolve(ctx context.Context, d did.DID, host string) (did.DID, error) {
 	docURL := "https://" + host + "/.well-known/did.json"
 	if f.DocumentURL != nil {
 		docURL = f.DocumentURL(host)

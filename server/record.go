@@ -68,17 +68,24 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 	}
 	o.capability = can
 
-	// An invocation recorded before, under either of its encodings, gets
-	// its stored receipt back and queues nothing.
-	for _, link := range []ipld.Link{inv.Link(), item.twin} {
-		if link == nil {
-			continue
-		}
-		stored, err := s.cfg.Receipts.Get(ctx, link.String())
+	// An invocation recorded before gets its stored receipt back and queues nothing.
+	stored, err := s.cfg.Receipts.Get(ctx, inv.Link().String())
+	switch {
+	case err == nil:
+		o.receipt, o.result = stored, "duplicate"
+		return o
+	case !errors.Is(err, receipts.ErrNotFound):
+		o.err = err
+		return o
+	}
+	// So does its other encoding, once validated: its receipt names the
+	// recorded invocation as the cause, and is not stored.
+	var recordedAs ipld.Link
+	if item.twin != nil {
+		_, err := s.cfg.Receipts.Get(ctx, item.twin.String())
 		switch {
 		case err == nil:
-			o.receipt, o.result = stored, "duplicate"
-			return o
+			recordedAs = item.twin
 		case !errors.Is(err, receipts.ErrNotFound):
 			o.err = err
 			return o
@@ -135,6 +142,12 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 		return o
 	}
 
+	if recordedAs != nil {
+		success := capabilities.NewRecordOK(space, nb, recordedAs)
+		o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Ok[capabilities.RecordOK, capabilities.Failure](success), ran.FromInvocation(inv))
+		o.result = "duplicate"
+		return o
+	}
 	success := capabilities.NewRecordOK(space, nb, inv.Link())
 	rcpt, err := receipt.Issue(s.cfg.Signer, result.Ok[capabilities.RecordOK, capabilities.Failure](success), ran.FromInvocation(inv))
 	if err != nil {

@@ -16,9 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/storacha/go-ucanto/did"
+	"golang.org/x/net/netutil"
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/server"
+	"github.com/egressd/egressd/server/wire"
 )
 
 // serveFlags are the flags of `egressd serve`.
@@ -28,13 +30,23 @@ type serveFlags struct {
 	key, didWeb      string
 	aliases          stringList
 	principalMapping stringList
-	resolveDIDWeb    bool
+	resolveDIDWeb    stringList
 	didWebTTL        time.Duration
 
 	maxBodyBytes      int64
 	maxInvocations    int
 	maxProofs         int
 	maxDepth          int
+	maxBytesPerEvent  int64
+	maxValidation     int
+	maxBlocks         int
+	maxBlockBytes     int
+	maxNesting        int
+	maxInflightBytes  int64
+	admissionWait     time.Duration
+	maxConnections    int
+	metricsListen     string
+	metricsExplicit   bool
 	trustedIssuers    stringList
 	maxServedAtAge    time.Duration
 	maxServedAtAhead  time.Duration
@@ -62,12 +74,21 @@ func serveCommand() *ffcli.Command {
 	fs.StringVar(&f.didWeb, "did", "", "public did:web identity of the service (for example did:web:egress.example.com); default: the key's did:key")
 	fs.Var(&f.aliases, "alias", "another DID accepted as audience and as provider of consumer records (repeatable)")
 	fs.Var(&f.principalMapping, "principal-mapping", "map a gateway's did:web to its did:key: did:web:gw.example=did:key:z6Mk... (repeatable)")
-	fs.BoolVar(&f.resolveDIDWeb, "resolve-did-web", false, "resolve unmapped gateway did:web identities from https://<host>/.well-known/did.json")
+	fs.Var(&f.resolveDIDWeb, "resolve-did-web", "resolve unmapped gateway did:web identities of this host from https://<host>/.well-known/did.json: a host, host:port, or *.domain for its subdomains (repeatable, or comma-separated); default: none")
 	fs.DurationVar(&f.didWebTTL, "did-web-ttl", 10*time.Minute, "how long a resolved did:web key is cached")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted (413 past it)")
 	fs.IntVar(&f.maxInvocations, "max-invocations", server.DefaultMaxInvocations, "most invocations accepted in one request (413 past it)")
 	fs.IntVar(&f.maxProofs, "max-proofs", server.DefaultMaxProofs, "most proofs under one invocation, counted along every delegation chain (ProofLimitExceeded past it)")
 	fs.IntVar(&f.maxDepth, "max-delegation-depth", server.DefaultMaxDepth, "longest delegation chain from the space to the invoker (ProofLimitExceeded past it)")
+	fs.Int64Var(&f.maxBytesPerEvent, "max-bytes-per-event", server.DefaultMaxBytesPerEvent, "largest nb.bytes one record may carry (BytesOutOfRange past it); default 1 TiB")
+	fs.IntVar(&f.maxValidation, "max-validation-steps", server.DefaultMaxValidationSteps, "most delegations checked to validate one invocation, whatever its proofs (ValidationLimitExceeded past it)")
+	fs.IntVar(&f.maxBlocks, "max-blocks", wire.DefaultMaxBlocks, "most blocks in one request (413 MessageLimitExceeded past it)")
+	fs.IntVar(&f.maxBlockBytes, "max-block-bytes", wire.DefaultMaxBlockBytes, "largest block in a request (413 MessageLimitExceeded past it)")
+	fs.IntVar(&f.maxNesting, "max-nesting", wire.DefaultMaxDepth, "deepest nesting of lists and maps inside a block (400 NonCanonicalBlock past it)")
+	fs.Int64Var(&f.maxInflightBytes, "max-inflight-bytes", server.DefaultMaxInflightBytes, "request bodies held at once, in bytes: the memory budget (503 with Retry-After when full for --admission-wait)")
+	fs.DurationVar(&f.admissionWait, "admission-wait", server.DefaultAdmissionWait, "how long a request may wait for room in --max-inflight-bytes")
+	fs.IntVar(&f.maxConnections, "max-connections", 1024, "most client connections open at once; more wait to be accepted")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9464", "address to serve Prometheus metrics on at /metrics, apart from --listen; \"off\" serves none (when the default address is taken, serve warns and goes on without it)")
 	fs.Var(&f.trustedIssuers, "trusted-issuer", "only accept invocations issued by this DID, for example your gateway's did:web (repeatable; default: any holder of a space delegation)")
 	fs.DurationVar(&f.maxServedAtAge, "max-served-at-age", server.DefaultMaxAge, "oldest servedAt accepted (Stripe bills at most 35 days back)")
 	fs.DurationVar(&f.maxServedAtAhead, "max-served-at-ahead", server.DefaultMaxAhead, "furthest servedAt accepted in the future (Stripe allows 5 minutes)")
@@ -85,7 +106,10 @@ func serveCommand() *ffcli.Command {
 	return command("serve",
 		"egressd serve [--data-dir DIR] [--listen ADDR] [--did did:web:...] [--key Mg...] [flags]",
 		"run the service (and, with billing, its worker)", fs,
-		func(ctx context.Context, args []string) error { return runServe(ctx, f) })
+		func(ctx context.Context, args []string) error {
+			fs.Visit(func(fl *flag.Flag) { f.metricsExplicit = f.metricsExplicit || fl.Name == "metrics-listen" })
+			return runServe(ctx, f)
+		})
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
@@ -137,8 +161,8 @@ func runServe(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("--principal-mapping: %w", err)
 	}
 	var fetcher *server.DIDWebFetcher
-	if f.resolveDIDWeb {
-		fetcher = &server.DIDWebFetcher{Client: &http.Client{Timeout: 5 * time.Second}, TTL: f.didWebTTL}
+	if hosts := splitList(f.resolveDIDWeb); len(hosts) > 0 {
+		fetcher = &server.DIDWebFetcher{Client: &http.Client{Timeout: 5 * time.Second}, TTL: f.didWebTTL, AllowedHosts: hosts}
 	}
 
 	f.backend.queueVisibility = f.workerTuning.visibility
@@ -163,6 +187,11 @@ func runServe(ctx context.Context, f serveFlags) error {
 		MaxInvocations:     f.maxInvocations,
 		MaxProofs:          f.maxProofs,
 		MaxDelegationDepth: f.maxDepth,
+		MaxBytesPerEvent:   f.maxBytesPerEvent,
+		MaxValidationSteps: f.maxValidation,
+		Wire:               wire.Limits{MaxBlocks: f.maxBlocks, MaxBlockBytes: f.maxBlockBytes, MaxDepth: f.maxNesting},
+		MaxInflightBytes:   f.maxInflightBytes,
+		AdmissionWait:      f.admissionWait,
 		TrustedIssuers:     trusted,
 		MaxAge:             f.maxServedAtAge,
 		MaxAhead:           f.maxServedAtAhead,
@@ -189,6 +218,18 @@ func runServe(ctx context.Context, f serveFlags) error {
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", f.listen, err)
+	}
+	ln = netutil.LimitListener(ln, f.maxConnections)
+	if f.metricsListen != "off" && f.metricsListen != "" {
+		stop, err := serveMetrics(f.metricsListen, reg, log)
+		switch {
+		case err != nil && f.metricsExplicit:
+			return err
+		case err != nil:
+			log.Warn("metrics not served: the default --metrics-listen address is taken; set --metrics-listen to serve them", "addr", f.metricsListen, "err", err)
+		default:
+			defer stop()
+		}
 	}
 	httpServer := &http.Server{
 		Handler:           srv,
