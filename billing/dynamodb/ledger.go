@@ -28,6 +28,10 @@
 // happen or neither, so a retried or duplicated event can never count twice.
 // A cancelled transaction whose put failed its condition is a duplicate: the
 // stored row comes back with the cancellation and is returned, not new.
+// The update is conditional too: on bytes staying within int64 after the
+// ADD. When that fails, a second transaction puts the event row as failed
+// ("monthly total would overflow") and ADDs only 1 to eventCount; the entry
+// is returned not new, so the worker acknowledges it without billing it.
 //
 // The row key is the event's space, resource, servedAt and cause, all taken
 // from the signed invocation whose CID is the cause, so one cause always
@@ -38,7 +42,9 @@
 // 0.5 KB):
 //
 //	Record    one transaction: 2 writes, billed double (about 4 WCU), plus
-//	          one write to the unsettled index.
+//	          one write to the unsettled index. The overflow condition
+//	          costs nothing more; an event refused by it takes a second
+//	          transaction of the same size.
 //	Mark      one conditional UpdateItem (1 WCU) plus the unsettled index
 //	          write (moving the row, or removing it once reported).
 //	Entries   of pending, unbillable or failed entries: queries on the
@@ -62,9 +68,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
+	"math/big"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -160,19 +167,22 @@ func (l *Ledger) record(ctx context.Context, ev billing.Event) (entry billing.En
 				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 			}},
 			{Update: &types.Update{
-				TableName: aws.String(l.tables.Monthly),
-				Key: map[string]types.AttributeValue{
-					"pk": str("customer#" + ev.Customer),
-					"sk": str(month + "#" + ev.Space),
-				},
-				UpdateExpression:         aws.String("SET #space = :space, #month = :month ADD #bytes :bytes, eventCount :one"),
+				TableName:        aws.String(l.tables.Monthly),
+				Key:              monthlyKey(ev, month),
+				UpdateExpression: aws.String("SET #space = :space, #month = :month ADD #bytes :bytes, eventCount :one"),
+				// DynamoDB's 38-digit numbers would hold a larger sum, but
+				// every reader (this package, w3infra's JavaScript) takes
+				// it as a 64-bit or double number: keep totals in int64.
+				ConditionExpression:      aws.String("attribute_not_exists(#bytes) OR #bytes <= :room"),
 				ExpressionAttributeNames: map[string]string{"#space": "space", "#month": "month", "#bytes": "bytes"},
 				ExpressionAttributeValues: map[string]types.AttributeValue{
 					":space": str(ev.Space),
 					":month": str(month),
 					":bytes": num(ev.Bytes),
 					":one":   num(1),
+					":room":  num(math.MaxInt64 - ev.Bytes),
 				},
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 			}},
 		},
 	})
@@ -187,17 +197,11 @@ func (l *Ledger) record(ctx context.Context, ev billing.Event) (entry billing.En
 	reasons := cancelled.CancellationReasons
 	if len(reasons) > 0 && aws.ToString(reasons[0].Code) == "ConditionalCheckFailed" {
 		// A duplicate: the totals already hold it, so only read.
-		stored := reasons[0].Item
-		if len(stored) == 0 {
-			if stored, err = l.get(ctx, ev); err != nil {
-				return billing.Entry{}, false, false, fmt.Errorf("reading the existing entry: %w", err)
-			}
-		}
-		e, err := decodeEntry(stored)
-		if err != nil {
-			return billing.Entry{}, false, false, fmt.Errorf("reading the existing entry: %w", err)
-		}
-		return e, false, false, nil
+		e, err := l.stored(ctx, ev, reasons[0].Item)
+		return e, false, false, err
+	}
+	if len(reasons) > 1 && aws.ToString(reasons[1].Code) == "ConditionalCheckFailed" {
+		return l.refuse(ctx, ev, month, reasons[1].Item)
 	}
 	for _, r := range reasons {
 		if aws.ToString(r.Code) == "TransactionConflict" {
@@ -205,6 +209,92 @@ func (l *Ledger) record(ctx context.Context, ev billing.Event) (entry billing.En
 		}
 	}
 	return billing.Entry{}, false, false, err
+}
+
+// reasonOverflow starts the reason of an event whose bytes the monthly total
+// cannot take (the SQLite ledger writes the same words).
+const reasonOverflow = "monthly total would overflow"
+
+// refuse records ev as failed because its month's total (monthly, the row
+// as the cancelled transaction found it) cannot take its bytes: the event
+// row goes in with the reason, and the monthly row counts it as an event of
+// the month without its bytes, so that Count (which derives reported
+// entries from eventCount) stays right. Billing it would charge for bytes
+// the totals never show; an operator sees it, and can redrive it. Like
+// Record, it is one transaction; a duplicate that won the race is returned
+// as stored.
+func (l *Ledger) refuse(ctx context.Context, ev billing.Event, month string, monthly map[string]types.AttributeValue) (entry billing.Entry, isNew, conflict bool, err error) {
+	total := "nothing"
+	if v, ok := monthly["bytes"].(*types.AttributeValueMemberN); ok {
+		total = v.Value
+	}
+	reason := fmt.Sprintf("%s: the %s total of space %s holds %s bytes, and %d more would pass %d",
+		reasonOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
+	item := eventItem(ev, l.now())
+	item["state"] = str(string(billing.Failed))
+	item["reason"] = str(reason)
+	item["unsettled"] = str(unsettledKey(billing.Failed, ev.Cause))
+	_, err = l.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{
+				TableName:                           aws.String(l.tables.Events),
+				Item:                                item,
+				ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			{Update: &types.Update{
+				TableName:                 aws.String(l.tables.Monthly),
+				Key:                       monthlyKey(ev, month),
+				UpdateExpression:          aws.String("ADD eventCount :one"),
+				ConditionExpression:       aws.String("attribute_exists(pk)"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":one": num(1)},
+			}},
+		},
+	})
+	if err == nil {
+		e, err := decodeEntry(item)
+		// Not new: the worker acknowledges a settled entry without billing it.
+		return e, false, false, err
+	}
+	var cancelled *types.TransactionCanceledException
+	if !errors.As(err, &cancelled) {
+		return billing.Entry{}, false, false, fmt.Errorf("refusing it in the monthly totals: %w", err)
+	}
+	reasons := cancelled.CancellationReasons
+	if len(reasons) > 0 && aws.ToString(reasons[0].Code) == "ConditionalCheckFailed" {
+		e, err := l.stored(ctx, ev, reasons[0].Item)
+		return e, false, false, err
+	}
+	for _, r := range reasons {
+		if aws.ToString(r.Code) == "TransactionConflict" {
+			return billing.Entry{}, false, true, nil
+		}
+	}
+	return billing.Entry{}, false, false, fmt.Errorf("refusing it in the monthly totals: %w", err)
+}
+
+// stored decodes the row a failed put condition returned, reading it when
+// the cancellation did not carry it.
+func (l *Ledger) stored(ctx context.Context, ev billing.Event, item map[string]types.AttributeValue) (billing.Entry, error) {
+	if len(item) == 0 {
+		var err error
+		if item, err = l.get(ctx, ev); err != nil {
+			return billing.Entry{}, fmt.Errorf("reading the existing entry: %w", err)
+		}
+	}
+	e, err := decodeEntry(item)
+	if err != nil {
+		return billing.Entry{}, fmt.Errorf("reading the existing entry: %w", err)
+	}
+	return e, nil
+}
+
+// monthlyKey is the monthly-table key of ev's total, as w3infra encodes it.
+func monthlyKey(ev billing.Event, month string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk": str("customer#" + ev.Customer),
+		"sk": str(month + "#" + ev.Space),
+	}
 }
 
 // get reads the event's row with a consistent read; billing.ErrNotFound when
@@ -355,18 +445,24 @@ func stringAttr(item map[string]types.AttributeValue, name string) string {
 	return ""
 }
 
-// numberAttr reads an integer attribute; a missing one is 0.
+// numberAttr reads an integer attribute; a missing one is 0. DynamoDB
+// numbers have up to 38 digits, so a total that some other writer let grow
+// past int64 is an error that says so, never a wrapped or rounded number.
 func numberAttr(item map[string]types.AttributeValue, name string) (int64, error) {
 	v, ok := item[name].(*types.AttributeValueMemberN)
 	if !ok {
 		return 0, nil
 	}
-	// w3infra writes JavaScript numbers, which may carry a fraction part of zero.
-	n, err := strconv.ParseInt(strings.TrimSuffix(v.Value, ".0"), 10, 64)
-	if err != nil {
+	// w3infra writes JavaScript numbers, which may carry a fraction part of
+	// zero or an exponent.
+	r, ok := new(big.Rat).SetString(v.Value)
+	if !ok || !r.IsInt() {
 		return 0, fmt.Errorf("attribute %s = %q: not an integer", name, v.Value)
 	}
-	return n, nil
+	if n := r.Num(); n.IsInt64() {
+		return n.Int64(), nil
+	}
+	return 0, fmt.Errorf("attribute %s = %s: past the 64-bit integers egressd counts in (largest %d)", name, v.Value, int64(math.MaxInt64))
 }
 
 // timeAttr reads an ISO 8601 attribute; a missing one is the zero time.

@@ -257,10 +257,10 @@ func decodeUsage(item map[string]types.AttributeValue) (billing.Usage, error) {
 	}
 	var err error
 	if u.Bytes, err = numberAttr(item, "bytes"); err != nil {
-		return billing.Usage{}, err
+		return billing.Usage{}, fmt.Errorf("the %s total of %s in space %s: %w", u.Month, u.Customer, u.Space, err)
 	}
 	if u.Events, err = numberAttr(item, "eventCount"); err != nil {
-		return billing.Usage{}, err
+		return billing.Usage{}, fmt.Errorf("the %s total of %s in space %s: %w", u.Month, u.Customer, u.Space, err)
 	}
 	return u, nil
 }
@@ -275,6 +275,7 @@ func (l *Ledger) Count(ctx context.Context, f billing.UsageFilter) (map[billing.
 	}
 	var total int64
 	for _, u := range usage {
+		// Event counts cannot come near 2^63; bytes are never summed here.
 		total += u.Events
 	}
 	counts := make(map[billing.State]int64, len(billing.States))

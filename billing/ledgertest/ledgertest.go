@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) billing.Ledger) {
 		"Count":                testCount,
 		"Entries":              testEntries,
 		"InvalidEvent":         testInvalidEvent,
+		"MonthlyOverflow":      testMonthlyOverflow,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) { test(t, open(t)) })
@@ -317,5 +320,77 @@ func testInvalidEvent(t *testing.T, l billing.Ledger) {
 	}
 	if got := usage(t, l, "2025-01", ""); len(got) != 0 {
 		t.Fatalf("a rejected event was counted: %+v", got)
+	}
+}
+
+// ReasonOverflow starts the reason of an event a ledger refused to add to a
+// monthly total that could not hold it.
+const ReasonOverflow = "monthly total would overflow"
+
+// testMonthlyOverflow takes a month's totals to the largest 64-bit integer
+// and past it, as events of absurd sizes (a misconfigured gateway, events
+// queued before the server's limit) would. A total stays exact and an
+// integer; an event it cannot take is kept as failed with its reason, its
+// bytes left out, so it is neither lost nor billed nor counted twice; and
+// the month still reads.
+func testMonthlyOverflow(t *testing.T, l billing.Ledger) {
+	ctx := context.Background()
+	const most = math.MaxInt64
+	for _, ev := range []billing.Event{
+		event("big-1", "did:mailto:a", "did:key:s1", most-10, jan31),
+		event("big-2", "did:mailto:a", "did:key:s1", 10, jan31), // exactly the most a total holds
+		event("big-3", "did:mailto:a", "did:key:s2", most, jan31),
+		event("big-4", "did:mailto:a", "did:key:s1", most, feb1), // another month starts afresh
+	} {
+		if e, isNew := record(t, l, ev); !isNew || e.State != billing.Pending {
+			t.Fatalf("Record(%s, %d bytes) = %+v, new %v; want a new pending entry", ev.Cause, ev.Bytes, e, isNew)
+		}
+	}
+	refused := []billing.Event{
+		event("over-1", "did:mailto:a", "did:key:s1", 1, jan31),
+		event("over-2", "did:mailto:a", "did:key:s2", most, jan31),
+	}
+	for _, ev := range refused {
+		// Twice: a redelivery finds the entry as it was left.
+		for try := range 2 {
+			e, isNew := record(t, l, ev)
+			if isNew || e.State != billing.Failed || !strings.HasPrefix(e.Reason, ReasonOverflow) || e.Bytes != ev.Bytes {
+				t.Fatalf("Record(%s) try %d = %+v, new %v; want a failed entry, not new, with a reason starting %q",
+					ev.Cause, try+1, e, isNew, ReasonOverflow)
+			}
+		}
+	}
+	// Refused events count as events of the month, so its events add up to
+	// its entries; their bytes are not in the total.
+	want := []billing.Usage{
+		{Customer: "did:mailto:a", Space: "did:key:s1", Month: "2025-01", Bytes: most, Events: 3},
+		{Customer: "did:mailto:a", Space: "did:key:s2", Month: "2025-01", Bytes: most, Events: 2},
+	}
+	if got := usage(t, l, "2025-01", ""); !slices.Equal(got, want) {
+		t.Fatalf("January = %+v\nwant %+v", got, want)
+	}
+	wantFeb := []billing.Usage{{Customer: "did:mailto:a", Space: "did:key:s1", Month: "2025-02", Bytes: most, Events: 1}}
+	if got := usage(t, l, "2025-02", "did:mailto:a"); !slices.Equal(got, wantFeb) {
+		t.Fatalf("February = %+v, want %+v", got, wantFeb)
+	}
+	counts, err := l.Count(ctx, billing.UsageFilter{Month: "2025-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts := map[billing.State]int64{billing.Pending: 3, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 2}
+	if fmt.Sprint(counts) != fmt.Sprint(wantCounts) {
+		t.Fatalf("January counts = %v, want %v", counts, wantCounts)
+	}
+	failed, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Failed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 2 || failed[0].Cause != "over-1" || failed[1].Cause != "over-2" {
+		t.Fatalf("failed entries = %+v, want over-1 and over-2", failed)
+	}
+	for _, e := range failed {
+		if !strings.HasPrefix(e.Reason, ReasonOverflow) {
+			t.Errorf("entry %s has reason %q, want one starting %q", e.Cause, e.Reason, ReasonOverflow)
+		}
 	}
 }

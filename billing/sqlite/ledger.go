@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"time"
@@ -70,7 +71,10 @@ func (l *Ledger) Close() error {
 const entryColumns = `cause, space, customer, resource, bytes, served_at, state, reason, recorded_at, updated_at`
 
 // Record inserts ev as pending and counts it in the monthly totals in one
-// transaction, or returns the existing entry untouched.
+// transaction, or returns the existing entry untouched. An event whose bytes
+// would take its monthly total past 2^63-1 is inserted as failed instead,
+// its bytes left out of the total, and returned with isNew false: settled,
+// so the worker acknowledges it without billing it.
 func (l *Ledger) Record(ctx context.Context, ev billing.Event) (billing.Entry, bool, error) {
 	if err := ev.Validate(); err != nil {
 		return billing.Entry{}, false, fmt.Errorf("recording event: %w", err)
@@ -112,14 +116,60 @@ func record(tx *sql.Tx, ev billing.Event, now time.Time) (billing.Entry, bool, e
 		}
 		return entry, false, nil
 	}
-	if _, err := tx.Exec(`
+	// SQLite turns an integer sum past 2^63-1 into an inexact REAL, which
+	// no report of the month could read. The WHERE clause skips the update
+	// (no row changes) when the sum would pass it, or when the total is not
+	// an integer already (a REAL an older egressd left).
+	res, err = tx.Exec(`
 		INSERT INTO monthly (customer, month, space, bytes, events) VALUES (?, ?, ?, ?, 1)
-		ON CONFLICT (customer, month, space) DO UPDATE SET bytes = bytes + excluded.bytes, events = events + 1`,
-		ev.Customer, month, ev.Space, ev.Bytes); err != nil {
+		ON CONFLICT (customer, month, space) DO UPDATE SET bytes = monthly.bytes + excluded.bytes, events = monthly.events + 1
+		WHERE typeof(monthly.bytes) = 'integer' AND monthly.bytes <= ? - excluded.bytes`,
+		ev.Customer, month, ev.Space, ev.Bytes, int64(math.MaxInt64))
+	if err != nil {
+		return billing.Entry{}, false, fmt.Errorf("counting it in the monthly totals: %w", err)
+	}
+	counted, err := res.RowsAffected()
+	if err != nil {
 		return billing.Entry{}, false, fmt.Errorf("counting it in the monthly totals: %w", err)
 	}
 	t := time.UnixMilli(now.UnixMilli()).UTC()
+	if counted == 0 {
+		reason, err := refuse(tx, ev, month, now)
+		if err != nil {
+			return billing.Entry{}, false, fmt.Errorf("refusing it in the monthly totals: %w", err)
+		}
+		// Not new: the worker acknowledges a settled entry without billing it.
+		return billing.Entry{Event: ev, State: billing.Failed, Reason: reason, RecordedAt: t, UpdatedAt: t}, false, nil
+	}
 	return billing.Entry{Event: ev, State: billing.Pending, RecordedAt: t, UpdatedAt: t}, true, nil
+}
+
+// reasonOverflow starts the reason of an event whose bytes the monthly total
+// cannot take (the DynamoDB ledger writes the same words).
+const reasonOverflow = "monthly total would overflow"
+
+// refuse settles the just-inserted entry of ev as failed because its month's
+// total cannot take its bytes, and counts it as an event of the month without
+// its bytes, so that the month's events still add up to its ledger entries.
+// Billing it would charge for bytes the totals never show; an operator sees
+// it with its reason, and can redrive it once the data is understood.
+func refuse(tx *sql.Tx, ev billing.Event, month string, now time.Time) (string, error) {
+	var total any
+	err := tx.QueryRow(`SELECT bytes FROM monthly WHERE customer = ? AND month = ? AND space = ?`, ev.Customer, month, ev.Space).Scan(&total)
+	if err != nil {
+		return "", err
+	}
+	reason := fmt.Sprintf("%s: the %s total of space %s holds %v bytes, and %d more would pass %d",
+		reasonOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
+	if _, err := tx.Exec(`UPDATE monthly SET events = events + 1 WHERE customer = ? AND month = ? AND space = ?`,
+		ev.Customer, month, ev.Space); err != nil {
+		return "", err
+	}
+	if _, err := tx.Exec(`UPDATE ledger SET state = ?, reason = ?, updated_at = ? WHERE cause = ?`,
+		billing.Failed, reason, now.UnixMilli(), ev.Cause); err != nil {
+		return "", err
+	}
+	return reason, nil
 }
 
 // Mark sets the entry's state and reason unless it is already reported. The
@@ -218,9 +268,23 @@ func (l *Ledger) Usage(ctx context.Context, f billing.UsageFilter) ([]billing.Us
 	defer rows.Close()
 	var out []billing.Usage
 	for rows.Next() {
-		var u billing.Usage
-		if err := rows.Scan(&u.Customer, &u.Space, &u.Month, &u.Bytes, &u.Events); err != nil {
+		var (
+			u             billing.Usage
+			bytes, events any
+		)
+		if err := rows.Scan(&u.Customer, &u.Space, &u.Month, &bytes, &events); err != nil {
 			return nil, fmt.Errorf("reading monthly usage: %w", err)
+		}
+		// The columns have INTEGER affinity: anything but an int64 is a sum
+		// that passed 2^63-1 before Record guarded against it, which SQLite
+		// stored as an inexact REAL. Name the row rather than fail obscurely.
+		var bytesOK, eventsOK bool
+		u.Bytes, bytesOK = bytes.(int64)
+		u.Events, eventsOK = events.(int64)
+		if !bytesOK || !eventsOK {
+			return nil, fmt.Errorf("reading monthly usage: the %s total of %s in space %s is %v bytes in %v events, not integers: "+
+				"an egressd without the overflow guard let it pass %d; the month's events are in the ledger (egressd billing list)",
+				u.Month, u.Customer, u.Space, bytes, events, int64(math.MaxInt64))
 		}
 		out = append(out, u)
 	}

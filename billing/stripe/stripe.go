@@ -34,6 +34,15 @@ const (
 	DefaultTimeout = 30 * time.Second
 )
 
+// MaxValue is the largest meter event value Report sends: the largest
+// integer of 15 digits (about 888 TiB of egress in one event). Stripe
+// rejects values of more than 15 significant digits with a 400 (error code
+// meter_event_value_too_many_digits, API changelog 2026-04-22.dahlia,
+// "Adds validation for billing meter event values with more than 15
+// digits"), because it aggregates them as doubles and would lose precision;
+// earlier API versions took such values and summed them inexactly.
+const MaxValue = 999_999_999_999_999
+
 // Config configures a Reporter. Key is required.
 type Config struct {
 	// Key is the Stripe secret key (sk_live_..., sk_test_..., rk_...).
@@ -126,6 +135,9 @@ func (r *Reporter) Report(ctx context.Context, account string, ev billing.Event)
 	if !ok || !strings.HasPrefix(customer, "cus_") {
 		return &billing.ReportError{Reason: fmt.Sprintf("account %q is not a Stripe customer (stripe:cus_...)", account)}
 	}
+	if err := checkValue(ev.Bytes); err != nil {
+		return err
+	}
 	if err := r.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("waiting for the Stripe rate limit: %w", err)
 	}
@@ -137,6 +149,21 @@ func (r *Reporter) Report(ctx context.Context, account string, ev billing.Event)
 		return classify(err)
 	}
 	r.log.Debug("stripe meter event created", "cause", ev.Cause, "customer", customer, "bytes", ev.Bytes)
+	return nil
+}
+
+// checkValue refuses, without calling Stripe, a value Stripe would reject
+// or that would lower the customer's usage (Stripe takes negative values as
+// corrections). The refusal is final: the event becomes unbillable with the
+// reason, for an operator to look at.
+func checkValue(bytes int64) error {
+	switch {
+	case bytes <= 0:
+		return &billing.ReportError{Reason: fmt.Sprintf("meter event value %d: egress must be a positive number of bytes", bytes)}
+	case bytes > MaxValue:
+		return &billing.ReportError{Reason: fmt.Sprintf("meter event value %d has %d digits: Stripe takes at most 15 (up to %d)",
+			bytes, len(strconv.FormatInt(bytes, 10)), MaxValue)}
+	}
 	return nil
 }
 

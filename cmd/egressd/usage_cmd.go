@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/big"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -16,13 +17,15 @@ import (
 
 // usageReport is what `egressd usage --json` prints.
 type usageReport struct {
-	Month    string                  `json:"month"`
-	Customer string                  `json:"customer,omitempty"`
-	Usage    []billing.Usage         `json:"usage"`
-	Bytes    int64                   `json:"bytes"`
-	Events   int64                   `json:"events"`
-	Ledger   map[billing.State]int64 `json:"ledger"`
-	Queue    queueReport             `json:"queue"`
+	Month    string          `json:"month"`
+	Customer string          `json:"customer,omitempty"`
+	Usage    []billing.Usage `json:"usage"`
+	// Bytes and Events sum rows that may each hold up to 2^63-1, so the
+	// sums may not fit an int64; JSON prints them as exact integers.
+	Bytes  *big.Int                `json:"bytes"`
+	Events *big.Int                `json:"events"`
+	Ledger map[billing.State]int64 `json:"ledger"`
+	Queue  queueReport             `json:"queue"`
 }
 
 type queueReport struct {
@@ -45,7 +48,7 @@ func usageCommand() *ffcli.Command {
 		"egressd usage --data-dir DIR [--month YYYY-MM] [--customer did:mailto:...] [--json]",
 		"print egress bytes and events per customer and space, and ledger states", fs,
 		func(ctx context.Context, args []string) error {
-			rep := usageReport{Month: billing.Month(time.Now()), Customer: customer}
+			rep := usageReport{Month: billing.Month(time.Now()), Customer: customer, Bytes: new(big.Int), Events: new(big.Int)}
 			if month != "" {
 				m, err := billing.ParseMonth(month)
 				if err != nil {
@@ -63,8 +66,8 @@ func usageCommand() *ffcli.Command {
 				return err
 			}
 			for _, u := range rep.Usage {
-				rep.Bytes += u.Bytes
-				rep.Events += u.Events
+				rep.Bytes.Add(rep.Bytes, big.NewInt(u.Bytes))
+				rep.Events.Add(rep.Events, big.NewInt(u.Events))
 			}
 			if rep.Ledger, err = b.Ledger.Count(ctx, filter); err != nil {
 				return err
