@@ -101,7 +101,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", car.ContentType)
 	w.WriteHeader(http.StatusOK)
-	io.Copy(w, car.Encode([]ipld.Link{reply.Root().Link()}, reply.Blocks()))
+	writeCAR(w, reply)
 }
 
 // incoming is one invocation of a message, ready to run.

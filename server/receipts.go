@@ -42,7 +42,17 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", car.ContentType)
 	// A receipt never changes once issued.
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	io.Copy(w, car.Encode([]ipld.Link{reply.Root().Link()}, reply.Blocks()))
+	writeCAR(w, reply)
+}
+
+// writeCAR streams an agent message as a CAR. car.Encode writes from a
+// goroutine into a pipe: closing the pipe's reader, even when the client has
+// gone away mid-reply, is what lets that goroutine (and every block of the
+// reply it holds) go.
+func writeCAR(w io.Writer, msg message.AgentMessage) {
+	r := car.Encode([]ipld.Link{msg.Root().Link()}, msg.Blocks())
+	defer r.Close()
+	io.Copy(w, r)
 }
 
 // handleDIDDocument publishes the service's did:web document, so others can

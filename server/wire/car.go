@@ -93,6 +93,10 @@ func Read(body []byte, lim Limits) (ipld.Link, []ipld.Block, error) {
 	seen := map[string]bool{}
 	for !r.done() {
 		section, err := r.next(lim.MaxBlockBytes + maxCIDBytes)
+		var tooLarge errSectionTooLarge
+		if errors.As(err, &tooLarge) {
+			return nil, nil, overLimit("block %d is %d bytes, the limit is %d", len(blocks)+1, int(tooLarge)-maxCIDBytes, lim.MaxBlockBytes)
+		}
 		if err != nil {
 			return nil, nil, malformed("block %d: %s", len(blocks)+1, err)
 		}
@@ -120,7 +124,9 @@ func Read(body []byte, lim Limits) (ipld.Link, []ipld.Block, error) {
 			return nil, nil, nonCanonical("block %s: %s", id, err)
 		}
 		seen[id.KeyString()] = true
-		blocks = append(blocks, block.NewBlock(cidlink.Link{Cid: id}, data))
+		// A copy of its own, so that a block kept (in a receipt, a cache)
+		// does not keep the whole request body alive with it.
+		blocks = append(blocks, block.NewBlock(cidlink.Link{Cid: id}, bytes.Clone(data)))
 	}
 	if !seen[root.(cidlink.Link).KeyString()] {
 		return nil, nil, malformed("the root block %s is not in the message", root)
@@ -182,6 +188,11 @@ func readHeader(data []byte) (ipld.Link, error) {
 	return cl, nil
 }
 
+// errSectionTooLarge is a section longer than its reader allows.
+type errSectionTooLarge int
+
+func (e errSectionTooLarge) Error() string { return fmt.Sprintf("section of %d bytes", int(e)) }
+
 // sections reads the varint-prefixed sections of a CAR.
 type sections struct {
 	data []byte
@@ -200,7 +211,7 @@ func (s *sections) next(max int) ([]byte, error) {
 		return nil, fmt.Errorf("section length %d does not fit the %d bytes left", n, len(s.data)-s.pos)
 	}
 	if n > uint64(max) {
-		return nil, fmt.Errorf("section of %d bytes, more than the %d allowed", n, max)
+		return nil, errSectionTooLarge(n)
 	}
 	out := s.data[s.pos : s.pos+int(n)]
 	s.pos += int(n)

@@ -1,0 +1,307 @@
+package server_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipld/go-ipld-prime/datamodel"
+	"github.com/ipld/go-ipld-prime/fluent/qp"
+	"github.com/ipld/go-ipld-prime/node/basicnode"
+	"github.com/multiformats/go-multihash"
+	"github.com/multiformats/go-varint"
+	"github.com/storacha/go-ucanto/core/delegation"
+	"github.com/storacha/go-ucanto/core/invocation"
+	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/ucan"
+
+	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/server"
+)
+
+// rawCAR builds a CAR of the given blocks, the first one its root, with
+// correct CIDs: the shape of a message, whatever the blocks hold.
+func rawCAR(t *testing.T, blocks ...[]byte) []byte {
+	t.Helper()
+	prefix := cid.Prefix{Version: 1, Codec: cid.DagCBOR, MhType: multihash.SHA2_256, MhLength: -1}
+	var ids []cid.Cid
+	for _, b := range blocks {
+		id, err := prefix.Sum(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	header := []byte{0xa2, 0x65, 'r', 'o', 'o', 't', 's', 0x81, 0xd8, 0x2a, 0x58, byte(len(ids[0].Bytes()) + 1), 0x00}
+	header = append(header, ids[0].Bytes()...)
+	header = append(header, 0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01)
+	var car bytes.Buffer
+	car.Write(varint.ToUvarint(uint64(len(header))))
+	car.Write(header)
+	for i, b := range blocks {
+		car.Write(varint.ToUvarint(uint64(len(ids[i].Bytes()) + len(b))))
+		car.Write(ids[i].Bytes())
+		car.Write(b)
+	}
+	return car.Bytes()
+}
+
+func post(t *testing.T, url string, body []byte) (int, string) {
+	t.Helper()
+	res, err := http.Post(url, "application/vnd.ipld.car", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(out)
+}
+
+// TestDeeplyNestedBlockIsRefusedBeforeDecoding: a block of lists nested
+// 2.4 million deep used to overflow the goroutine stack while decoding (a
+// crash no recover() catches). It is now refused while the CAR is read.
+func TestDeeplyNestedBlockIsRefusedBeforeDecoding(t *testing.T) {
+	// Blocks as large as the body, so that depth alone is what refuses them.
+	h := newHarness(t, func(c *server.Config) { c.Wire.MaxBlockBytes = 8 << 20 })
+	for _, depth := range []int{33, 1000, 2_400_000} {
+		deep := append(bytes.Repeat([]byte{0x81}, depth), 0x01)
+		status, body := post(t, h.http.URL, rawCAR(t, deep))
+		if status != http.StatusBadRequest || !strings.Contains(body, "NonCanonicalBlock") || !strings.Contains(body, "nested deeper than") {
+			t.Fatalf("depth %d: %d %s", depth, status, body)
+		}
+	}
+	// Nesting inside a signed invocation's caveats is refused the same way.
+	space := h.provision(alice)
+	inv := recordFrom(t, space, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now())
+	_, invBlock := messageBlocks(t, inv)
+	n := decodeMap(t, invBlock)
+	deepNode := basicnode.NewInt(1)
+	for range 100 {
+		list, _ := qp.BuildList(basicnode.Prototype.Any, 1, func(la datamodel.ListAssembler) { qp.ListEntry(la, qp.Node(deepNode)) })
+		deepNode = list
+	}
+	status, rcpt := h.postVariant(nil, variant{name: "deep fct", data: encodeMapNode(t, n, "fct", deepNode)})
+	if status != http.StatusBadRequest {
+		t.Fatalf("deep facts: status %d %v", status, rcpt)
+	}
+	if h.depth() != 0 {
+		t.Fatalf("queue depth %d, want 0", h.depth())
+	}
+	if res, err := http.Get(h.http.URL + "/healthz"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("server unwell after the attack: %v %v", res, err)
+	}
+}
+
+func encodeMapNode(t *testing.T, n datamodel.Node, key string, value datamodel.Node) []byte {
+	t.Helper()
+	return encodeNode(t, func(ma datamodel.MapAssembler) {
+		for it := n.MapIterator(); !it.Done(); {
+			k, v, _ := it.Next()
+			ks, _ := k.AsString()
+			if ks == key {
+				continue
+			}
+			ma.AssembleKey().AssignString(ks)
+			ma.AssembleValue().AssignNode(v)
+		}
+		ma.AssembleKey().AssignString(key)
+		ma.AssembleValue().AssignNode(value)
+	})
+}
+
+// attestCaveats are the caveats of ucan/attest: {proof: link}.
+type attestCaveats struct{ proof ipld.Link }
+
+func (c attestCaveats) ToIPLD() (datamodel.Node, error) {
+	return qp.BuildMap(basicnode.Prototype.Any, 1, func(ma datamodel.MapAssembler) {
+		qp.MapEntry(ma, "proof", qp.Link(c.proof))
+	})
+}
+
+// TestAttestationsCannotMakeValidationExplode: k ucan/attest proofs issued
+// by a did:web made the validator's search grow like k! (k=9 took about 20 s
+// of CPU for a 5 KB request). Every delegation checked now spends a step of
+// a per-invocation budget; past it the invocation fails at once.
+func TestAttestationsCannotMakeValidationExplode(t *testing.T) {
+	for _, k := range []int{9, 30} {
+		t.Run(fmt.Sprintf("k=%d", k), func(t *testing.T) {
+			h := newHarness(t, nil)
+			space := h.provision(alice)
+			// The space delegates to a did:web, which delegates on to the
+			// gateway and attaches k attestations it issued itself.
+			evil := wrap(t, newKey(t), "did:web:evil.example")
+			gateway := newKey(t)
+			toEvil := delegate(t, space, evil.DID(), []string{"space/content/serve/*"}, time.Time{})
+			toGateway, err := delegation.Delegate(evil, gateway,
+				[]ucan.Capability[ucan.CaveatBuilder]{newCapability("space/content/serve/*", space.DID().String())},
+				delegation.WithProof(delegation.FromDelegation(toEvil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			proofs := []delegation.Delegation{toGateway}
+			for i := range k {
+				attest, err := delegation.Delegate(evil, gateway,
+					[]ucan.Capability[ucan.CaveatBuilder]{ucan.NewCapability[ucan.CaveatBuilder]("ucan/attest", h.service.DID().String(),
+						attestCaveats{proof: resourceLink(t, fmt.Sprint(i))})})
+				if err != nil {
+					t.Fatal(err)
+				}
+				proofs = append(proofs, attest)
+			}
+			inv := recordFrom(t, gateway, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now(), proofs...)
+			rcpt := h.ucantoExecute(inv)[0]
+			mustFail(t, rcpt, "ValidationLimitExceeded")
+			if h.depth() != 0 {
+				t.Fatalf("queue depth %d, want 0", h.depth())
+			}
+		})
+	}
+}
+
+// TestBytesPerEventIsBounded: 2^63-1 bytes was accepted and turned the
+// month's total into a REAL. One event now carries at most
+// --max-bytes-per-event (1 TiB by default).
+func TestBytesPerEventIsBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	space := h.provision(alice)
+	for _, c := range []struct {
+		bytes int64
+		ok    bool
+	}{{server.DefaultMaxBytesPerEvent, true}, {server.DefaultMaxBytesPerEvent + 1, false}, {1<<63 - 1, false}} {
+		rcpt := h.ucantoExecute(recordFrom(t, space, h.service.DID(), capabilities.EgressRecord, space.DID(), c.bytes, time.Now()))[0]
+		if c.ok {
+			mustOK(t, rcpt)
+		} else {
+			mustFail(t, rcpt, "BytesOutOfRange")
+		}
+	}
+	if h.depth() != 1 {
+		t.Fatalf("queue depth %d, want 1", h.depth())
+	}
+}
+
+// TestDeclaredBodyOverLimitIsRefusedAtOnce: a Content-Length past
+// --max-body-bytes used to wait for the read timeout; it is 413 before a
+// byte of the body is read.
+func TestDeclaredBodyOverLimitIsRefusedAtOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: 999999999999\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := readLine(conn)
+	if err != nil || !strings.Contains(line, "413") {
+		t.Fatalf("status line %q, %v; want 413 without sending the body", line, err)
+	}
+}
+
+func readLine(conn net.Conn) (string, error) {
+	var out []byte
+	b := make([]byte, 1)
+	for {
+		if _, err := conn.Read(b); err != nil {
+			return string(out), err
+		}
+		if b[0] == '\n' {
+			return string(out), nil
+		}
+		out = append(out, b[0])
+	}
+}
+
+// TestInflightBudgetAnswers503WhenFull: while the in-flight budget is held
+// by a body still arriving, another request waits AdmissionWait and is
+// answered 503 with Retry-After instead of adding to memory.
+func TestInflightBudgetAnswers503WhenFull(t *testing.T) {
+	h := newHarness(t, func(c *server.Config) {
+		c.MaxInflightBytes = 1000
+		c.AdmissionWait = 100 * time.Millisecond
+	})
+	// A slow client declares 1000 bytes and sends 10: it holds the budget.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: 1000\r\n\r\n0123456789")
+	var res *http.Response
+	for range 50 { // until the slow request has been admitted
+		res, err = http.Post(h.http.URL, "application/vnd.ipld.car", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	// Once the slow client goes, the budget is free again.
+	conn.Close()
+	for range 50 {
+		res, err = http.Post(h.http.URL, "application/vnd.ipld.car", strings.NewReader("x"))
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusBadRequest {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("budget not released: last status %d", res.StatusCode)
+}
+
+// TestAbandonedRepliesLeaveNothingBehind: the reply is encoded by a
+// goroutine writing into a pipe; a client that hung up mid-reply used to
+// leave that goroutine blocked for ever, holding every block of the reply.
+func TestAbandonedRepliesLeaveNothingBehind(t *testing.T) {
+	h := newHarness(t, nil)
+	space := h.provision(alice)
+	pad := strings.Repeat("p", 7800)
+	before := runtime.NumGoroutine()
+	for round := range 5 {
+		var invs []invocation.Invocation
+		for i := range 200 {
+			inv, err := capabilities.EgressRecordCapability.Invoke(space, h.service.DID(), space.DID().String(),
+				capabilities.RecordCaveats{Resource: resourceLink(t, fmt.Sprint(round, i)), Bytes: 1, ServedAt: time.Now().UnixMilli()},
+				delegation.WithNonce(fmt.Sprint(round, i, pad)), delegation.WithNoExpiration())
+			if err != nil {
+				t.Fatal(err)
+			}
+			invs = append(invs, inv)
+		}
+		body, err := client.EncodeMessage(invs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: %d\r\n\r\n", len(body))
+		conn.Write(body)
+		readLine(conn) // the status line: the reply has started
+		conn.Close()   // and is abandoned
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Fatalf("%d goroutines after 5 abandoned replies, %d before: reply encoders are stuck", n, before)
+	}
+}
