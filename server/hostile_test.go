@@ -78,17 +78,18 @@ func TestDeeplyNestedBlockIsRefusedBeforeDecoding(t *testing.T) {
 			t.Fatalf("depth %d: %d %s", depth, status, body)
 		}
 	}
-	// Nesting inside a signed invocation's caveats is refused the same way.
+	// Nesting inside a signed invocation (its facts, decoded as "any") is
+	// where the old decoder overflowed its stack; it is refused the same way.
 	space := h.provision(alice)
 	inv := recordFrom(t, space, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now())
 	_, invBlock := messageBlocks(t, inv)
-	n := decodeMap(t, invBlock)
-	deepNode := basicnode.NewInt(1)
-	for range 100 {
-		list, _ := qp.BuildList(basicnode.Prototype.Any, 1, func(la datamodel.ListAssembler) { qp.ListEntry(la, qp.Node(deepNode)) })
-		deepNode = list
-	}
-	status, rcpt := h.postVariant(nil, variant{name: "deep fct", data: encodeMapNode(t, n, "fct", deepNode)})
+	item := parseCBOR(t, invBlock)
+	deep := append(append([]byte{0x81, 0xa1, 0x63, 'p', 'a', 'd'}, bytes.Repeat([]byte{0x81}, 2_400_000)...), 0x01)
+	item.arg++
+	item.children = append(item.children, cborItem{major: 3, arg: 3, payload: []byte("fct")}, cborItem{major: 7, simple: deep})
+	var withFacts bytes.Buffer
+	item.write(&withFacts, func() int { return 0 })
+	status, rcpt := h.postVariant(nil, variant{name: "deep fct", data: withFacts.Bytes()})
 	if status != http.StatusBadRequest {
 		t.Fatalf("deep facts: status %d %v", status, rcpt)
 	}
