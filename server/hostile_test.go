@@ -20,6 +20,7 @@ import (
 	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/principal"
 	"github.com/storacha/go-ucanto/ucan"
 
 	"github.com/egressd/egressd/capabilities"
@@ -29,7 +30,7 @@ import (
 
 // rawCAR builds a CAR of the given blocks, the first one its root, with
 // correct CIDs: the shape of a message, whatever the blocks hold.
-func rawCAR(t *testing.T, blocks ...[]byte) []byte {
+func rawCAR(t testing.TB, blocks ...[]byte) []byte {
 	t.Helper()
 	prefix := cid.Prefix{Version: 1, Codec: cid.DagCBOR, MhType: multihash.SHA2_256, MhLength: -1}
 	var ids []cid.Cid
@@ -136,28 +137,7 @@ func TestAttestationsCannotMakeValidationExplode(t *testing.T) {
 		t.Run(fmt.Sprintf("k=%d", k), func(t *testing.T) {
 			h := newHarness(t, nil)
 			space := h.provision(alice)
-			// The space delegates to a did:web, which delegates on to the
-			// gateway and attaches k attestations it issued itself.
-			evil := wrap(t, newKey(t), "did:web:evil.example")
-			gateway := newKey(t)
-			toEvil := delegate(t, space, evil.DID(), []string{"space/content/serve/*"}, time.Time{})
-			toGateway, err := delegation.Delegate(evil, gateway,
-				[]ucan.Capability[ucan.CaveatBuilder]{newCapability("space/content/serve/*", space.DID().String())},
-				delegation.WithProof(delegation.FromDelegation(toEvil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			proofs := []delegation.Delegation{toGateway}
-			for i := range k {
-				attest, err := delegation.Delegate(evil, gateway,
-					[]ucan.Capability[ucan.CaveatBuilder]{ucan.NewCapability[ucan.CaveatBuilder]("ucan/attest", h.service.DID().String(),
-						attestCaveats{proof: resourceLink(t, fmt.Sprint(i))})})
-				if err != nil {
-					t.Fatal(err)
-				}
-				proofs = append(proofs, attest)
-			}
-			inv := recordFrom(t, gateway, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now(), proofs...)
+			inv := attestationInvocation(t, h, space, k)
 			rcpt := h.ucantoExecute(inv)[0]
 			mustFail(t, rcpt, "ValidationLimitExceeded")
 			if h.depth() != 0 {
@@ -165,6 +145,33 @@ func TestAttestationsCannotMakeValidationExplode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// attestationInvocation is the attack: the space delegates to a did:web,
+// which delegates on to a gateway and attaches k attestations it issued
+// itself; the gateway records.
+func attestationInvocation(t testing.TB, h *harness, space principal.Signer, k int) invocation.Invocation {
+	t.Helper()
+	evil := wrap(t, newKey(t), "did:web:evil.example")
+	gateway := newKey(t)
+	toEvil := delegate(t, space, evil.DID(), []string{"space/content/serve/*"}, time.Time{})
+	toGateway, err := delegation.Delegate(evil, gateway,
+		[]ucan.Capability[ucan.CaveatBuilder]{newCapability("space/content/serve/*", space.DID().String())},
+		delegation.WithProof(delegation.FromDelegation(toEvil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proofs := []delegation.Delegation{toGateway}
+	for i := range k {
+		attest, err := delegation.Delegate(evil, gateway,
+			[]ucan.Capability[ucan.CaveatBuilder]{ucan.NewCapability[ucan.CaveatBuilder]("ucan/attest", h.service.DID().String(),
+				attestCaveats{proof: resourceLink(t, fmt.Sprint(i))})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		proofs = append(proofs, attest)
+	}
+	return recordFrom(t, gateway, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now(), proofs...)
 }
 
 // TestBytesPerEventIsBounded: 2^63-1 bytes was accepted and turned the

@@ -20,7 +20,7 @@ import (
 	"github.com/egressd/egressd/server"
 )
 
-func wrap(t *testing.T, key principal.Signer, id string) principal.Signer {
+func wrap(t testing.TB, key principal.Signer, id string) principal.Signer {
 	t.Helper()
 	d, err := did.Parse(id)
 	if err != nil {

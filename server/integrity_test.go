@@ -134,7 +134,7 @@ func handmadeVariants(t *testing.T, block []byte) []variant {
 
 // messageBlocks returns the invocation's block and the message's other
 // blocks (its proofs), as the Go client encodes them.
-func messageBlocks(t *testing.T, inv invocation.Invocation) (others []ipld.Block, invBlock []byte) {
+func messageBlocks(t testing.TB, inv invocation.Invocation) (others []ipld.Block, invBlock []byte) {
 	t.Helper()
 	body, err := client.EncodeMessage([]invocation.Invocation{inv})
 	if err != nil {
@@ -156,20 +156,20 @@ func messageBlocks(t *testing.T, inv invocation.Invocation) (others []ipld.Block
 	return others, invBlock
 }
 
-// postVariant sends a message whose one invocation is v, with the other
-// blocks, and returns the HTTP status and the invocation's receipt.
-func (h *harness) postVariant(others []ipld.Block, v variant) (int, receipt.AnyReceipt) {
-	h.t.Helper()
+// variantMessage is a CAR agent message whose one invocation is v, with
+// the other blocks; it returns the message and the invocation's link.
+func variantMessage(t testing.TB, others []ipld.Block, v variant) ([]byte, ipld.Link) {
+	t.Helper()
 	prefix := cid.Prefix{Version: 1, Codec: cid.DagCBOR, MhType: multihash.SHA2_256, MhLength: -1}
 	if v.prefix != nil {
 		prefix = *v.prefix
 	}
 	id, err := prefix.Sum(v.data)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	link := cidlink.Link{Cid: id}
-	rootData := encodeNode(h.t, func(ma datamodel.MapAssembler) {
+	rootData := encodeNode(t, func(ma datamodel.MapAssembler) {
 		ma.AssembleKey().AssignString("ucanto/message@7.0.0")
 		inner, _ := ma.AssembleValue().BeginMap(1)
 		inner.AssembleKey().AssignString("execute")
@@ -179,7 +179,7 @@ func (h *harness) postVariant(others []ipld.Block, v variant) (int, receipt.AnyR
 		inner.Finish()
 	})
 	rootID, _ := cid.Prefix{Version: 1, Codec: cid.DagCBOR, MhType: multihash.SHA2_256, MhLength: -1}.Sum(rootData)
-	header := encodeNode(h.t, func(ma datamodel.MapAssembler) {
+	header := encodeNode(t, func(ma datamodel.MapAssembler) {
 		ma.AssembleKey().AssignString("roots")
 		list, _ := ma.AssembleValue().BeginList(1)
 		list.AssembleValue().AssignLink(cidlink.Link{Cid: rootID})
@@ -204,7 +204,15 @@ func (h *harness) postVariant(others []ipld.Block, v variant) (int, receipt.AnyR
 	for _, b := range others {
 		section([]byte(b.Link().Binary()), b.Bytes())
 	}
-	res, err := http.Post(h.http.URL, "application/vnd.ipld.car", &car)
+	return car.Bytes(), link
+}
+
+// postVariant sends variantMessage(others, v) and returns the HTTP status
+// and the invocation's receipt.
+func (h *harness) postVariant(others []ipld.Block, v variant) (int, receipt.AnyReceipt) {
+	h.t.Helper()
+	body, link := variantMessage(h.t, others, v)
+	res, err := http.Post(h.http.URL, "application/vnd.ipld.car", bytes.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -225,7 +233,7 @@ func (h *harness) postVariant(others []ipld.Block, v variant) (int, receipt.AnyR
 	return res.StatusCode, rcpt
 }
 
-func decodeMap(t *testing.T, data []byte) datamodel.Node {
+func decodeMap(t testing.TB, data []byte) datamodel.Node {
 	t.Helper()
 	nb := basicnode.Prototype.Map.NewBuilder()
 	if err := dagcbor.Decode(nb, bytes.NewReader(data)); err != nil {
@@ -325,7 +333,7 @@ type cborItem struct {
 	simple   []byte // major 7: the raw item
 }
 
-func parseCBOR(t *testing.T, data []byte) cborItem {
+func parseCBOR(t testing.TB, data []byte) cborItem {
 	t.Helper()
 	item, rest, err := parseItem(data)
 	if err != nil || len(rest) != 0 {

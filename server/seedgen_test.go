@@ -3,6 +3,7 @@
 package server_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,6 +50,24 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		flipped := append([]byte(nil), one...)
 		flipped[(i*97+11)%len(flipped)] ^= 0xff
 		seeds[fmt.Sprintf("bitflip-%d", i)] = flipped
+	}
+	// The attacks of the integrity review: lists nested far past any limit,
+	// inside a block and inside an invocation's facts, and a chain of
+	// ucan/attest proofs that made validation factorial.
+	seeds["deep-block"] = rawCAR(t, append(bytes.Repeat([]byte{0x81}, 20_000), 0x01))
+	inv := recordFrom(t, space, h.service.DID(), capabilities.EgressRecord, space.DID(), 1, time.Now())
+	_, invBlock := messageBlocks(t, inv)
+	item := parseCBOR(t, invBlock)
+	item.arg++
+	item.children = append(item.children, cborItem{major: 3, arg: 3, payload: []byte("fct")},
+		cborItem{major: 7, simple: append(append([]byte{0x81, 0xa1, 0x63, 'p', 'a', 'd'}, bytes.Repeat([]byte{0x81}, 20_000)...), 0x01)})
+	var deepFacts bytes.Buffer
+	item.write(&deepFacts, func() int { return 0 })
+	seeds["deep-facts"], _ = variantMessage(t, nil, variant{name: "deep facts", data: deepFacts.Bytes()})
+	var err error
+	seeds["attestations-9"], err = client.EncodeMessage([]invocation.Invocation{attestationInvocation(t, h, space, 9)})
+	if err != nil {
+		t.Fatal(err)
 	}
 	write(t, "testdata/fuzz/FuzzInvoke", seeds)
 
