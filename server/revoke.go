@@ -2,23 +2,314 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 
+	"github.com/storacha/go-ucanto/core/dag/blockstore"
+	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/core/invocation"
+	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/core/receipt"
+	"github.com/storacha/go-ucanto/core/receipt/ran"
+	"github.com/storacha/go-ucanto/core/result"
+	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/validator"
 
 	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/revocations"
 )
 
-// Revocations is what the server needs of a revocation store.
-// (Placeholder: the revocation work replaces this file.)
-type Revocations interface{}
+// Revocations is what the server needs of a revocation store: to record a
+// revocation, and to look up a whole delegation chain in one call.
+type Revocations = revocations.Store
 
-// checkRevoked is the validator's revocation check for every delegation in a chain.
+// Who may revoke a delegation, here as in w3up: the issuer of the delegation
+// or of any delegation above it in its chain, the audience of any of them
+// (the holder giving it up), and the space the delegation is about (the
+// did:key `with` of its capability). ucan/revoke refuses anybody else, and
+// the validator applies a recorded revocation only to a chain in which its
+// revoker is one of these, so a row written into a shared table by another
+// service, which may not have checked, cannot revoke more than it should.
+//
+// A delegation is revoked under its CID. The message decoder (wire.Read,
+// readInvocation) makes that CID an identity: every block hashes to its CID
+// and is in the one canonical encoding of its content, with one exception
+// that shares a signature: a UCAN without proofs may be written with
+// "prf": [] (JS ucanto) or without "prf" (go-ucanto). Both are looked up, so
+// a holder cannot slip past a revocation by sending the other one.
+//
+// The server keeps no cache: every check asks the store. The embedded store
+// is one SQLite file, so a revocation applies to the next invocation. In
+// front of DynamoDB, cmd/egressd puts a revocations.Cached, which forgets a
+// delegation as soon as it is revoked through it: the replica that took the
+// revocation applies it to its next invocation, the other replicas within
+// the cache's TTL.
+
+// checkRevoked is the validator's revocation check. The validator calls it
+// once for each chain it would accept, with the whole chain: every
+// delegation of it is looked up in one store call.
 func (s *Server) checkRevoked(ctx context.Context, auth validator.Authorization[any]) validator.Revoked {
+	if s.cfg.Revocations == nil {
+		return nil
+	}
+	var chain []*chainLink
+	collectChain(auth, &chain)
+	var ids []string
+	for _, l := range chain {
+		// A UCAN addressed to this service is the invocation being checked
+		// (egressd delegates to nobody, so none sits further up a chain):
+		// revoking it would mean nothing, and looking up a CID never seen
+		// before would defeat a cache in front of the store.
+		if slices.Contains(s.audiences, l.dlg.Audience().DID().String()) {
+			continue
+		}
+		var err error
+		if l.ids, err = revocationIDs(l.dlg); err != nil {
+			return revocationsUnavailable{validator.NewRevokedError(l.dlg).(validator.RevokedError), err}
+		}
+		ids = append(ids, l.ids...)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	found, err := s.cfg.Revocations.Revocations(ctx, ids)
+	if err != nil {
+		return revocationsUnavailable{validator.NewRevokedError(auth.Delegation()).(validator.RevokedError), err}
+	}
+	for _, r := range found {
+		for _, l := range chain {
+			if slices.Contains(l.ids, r.Delegation) && l.authority[r.Scope] {
+				return validator.NewRevokedError(l.dlg)
+			}
+		}
+	}
 	return nil
 }
 
-// runRevoke executes a ucan/revoke invocation.
+// chainLink is one delegation of a chain: the CIDs it may be revoked under
+// and the principals whose revocation of it applies.
+type chainLink struct {
+	dlg       delegation.Delegation
+	ids       []string
+	authority map[string]bool
+}
+
+// collectChain appends a and the delegations above it (its proofs) to out,
+// and returns the principals with authority over a's delegation.
+func collectChain(a validator.Authorization[any], out *[]*chainLink) map[string]bool {
+	authority := map[string]bool{}
+	for _, p := range a.Proofs() {
+		for did := range collectChain(p, out) {
+			authority[did] = true
+		}
+	}
+	dlg := a.Delegation()
+	authority[dlg.Issuer().DID().String()] = true
+	authority[dlg.Audience().DID().String()] = true
+	if with := a.Capability().With(); strings.HasPrefix(with, "did:key:") {
+		authority[with] = true
+	}
+	*out = append(*out, &chainLink{dlg: dlg, authority: authority})
+	return authority
+}
+
+// revocationIDs are the CIDs dlg may have been revoked under: its own, and
+// for a UCAN without proofs, that of its other encoding.
+func revocationIDs(dlg delegation.Delegation) ([]string, error) {
+	ids := []string{dlg.Link().String()}
+	if len(dlg.Proofs()) == 0 {
+		// It cannot fail on a block the validator has decoded; if it did,
+		// not knowing would not mean "not revoked".
+		twin, _, err := proofsTwin(dlg.Root().Bytes())
+		if err != nil {
+			return nil, fmt.Errorf("re-encoding %s: %w", dlg.Link(), err)
+		}
+		ids = append(ids, twin.String())
+	}
+	return ids, nil
+}
+
+// revocationsUnavailable is the check's answer when the store could not be
+// asked. The validator only takes a Revoked, so it is one, but named
+// otherwise: refuse turns it into a 503, for the gateway to retry, rather
+// than a receipt telling it the delegation was revoked.
+type revocationsUnavailable struct {
+	validator.RevokedError
+	err error
+}
+
+func (e revocationsUnavailable) Name() string { return "RevocationCheckFailed" }
+
+func (e revocationsUnavailable) Error() string {
+	return "the revocations of this delegation chain could not be looked up; retry later"
+}
+
+func (e revocationsUnavailable) Unwrap() error { return e.err }
+
+// refuse answers an invocation the validator did not authorize: a failure
+// receipt naming the reason (Revoked when its chain holds a revoked
+// delegation), or, when the revocations could not be looked up, an internal
+// error, so the message fails with 503 and the gateway retries.
+func (s *Server) refuse(inv invocation.Invocation, can string, err validator.Unauthorized) outcome {
+	for _, p := range err.InvalidProofs() {
+		var unavailable revocationsUnavailable
+		if errors.As(p, &unavailable) {
+			return outcome{capability: can, err: fmt.Errorf("checking revocations: %w", unavailable.err)}
+		}
+	}
+	return s.fail(inv, can, capabilities.AccessFailure(err))
+}
+
+// runRevoke executes a ucan/revoke invocation: the invoker proves it may
+// act as `with` (it is, or holds a ucan/revoke delegation from it), sends
+// the delegation to revoke among the invocation's blocks (a JS client
+// attaches it as a proof), and must have authority over it. TrustedIssuers
+// does not apply: it names the gateways that may record, and the spaces
+// that revoke their delegations are not gateways.
 func (s *Server) runRevoke(ctx context.Context, inv invocation.Invocation) outcome {
-	return s.fail(inv, "ucan/revoke", capabilities.Failure{FailureName: "HandlerNotFound", Message: "ucan/revoke is not served"})
+	can := capabilities.UcanRevoke
+	if s.cfg.Revocations == nil {
+		return s.fail(inv, can, capabilities.Failure{FailureName: "HandlerNotFound", Message: "ucan/revoke is not served: this service keeps no revocations"})
+	}
+	audience := inv.Audience().DID().String()
+	if !slices.Contains(s.audiences, audience) {
+		return s.fail(inv, can, capabilities.Failure{FailureName: "InvalidAudience",
+			Message: fmt.Sprintf("invocation is addressed to %s, this service is %v", audience, s.audiences)})
+	}
+	nb, err := capabilities.ReadRevokeCaveats(inv.Capabilities()[0].Nb())
+	if err != nil {
+		return s.fail(inv, can, capabilities.MalformedCaveats(can, err))
+	}
+	budget := &validationBudget{left: s.cfg.MaxValidationSteps}
+	auth, aerr := validator.Access(ctx, inv, s.revokeValidationContext(budget))
+	if budget.exhausted() {
+		return s.fail(inv, can, capabilities.Failure{FailureName: "ValidationLimitExceeded",
+			Message: fmt.Sprintf("validating this invocation would check more than %d delegations", s.cfg.MaxValidationSteps)})
+	}
+	if aerr != nil {
+		return s.refuse(inv, can, aerr)
+	}
+	revoker := auth.Capability().With()
+
+	blocks, err := sentBlocks(inv)
+	if err != nil {
+		return outcome{capability: can, err: err}
+	}
+	target, ok := sentDelegation(blocks, nb.Ucan)
+	if !ok {
+		return s.fail(inv, can, capabilities.UCANNotFound(nb.Ucan, "nb.ucan"))
+	}
+	for i, p := range nb.Proof {
+		if _, ok := sentDelegation(blocks, p); !ok {
+			return s.fail(inv, can, capabilities.UCANNotFound(p, fmt.Sprintf("nb.proof[%d]", i)))
+		}
+	}
+	if !revocationAuthority(target, blocks)[revoker] {
+		return s.fail(inv, can, capabilities.UnauthorizedRevocation(revoker, nb.Ucan))
+	}
+
+	r := revocations.Revocation{Delegation: nb.Ucan.String(), Scope: revoker, Cause: inv.Link().String()}
+	if err := s.cfg.Revocations.Revoke(ctx, r); err != nil {
+		return outcome{capability: can, err: err}
+	}
+	s.cfg.Logger.Info("delegation revoked", "delegation", nb.Ucan, "revoker", revoker, "cause", inv.Link())
+
+	done := capabilities.RevokeOK{Time: s.cfg.Now().UnixMilli()}
+	rcpt, err := receipt.Issue(s.cfg.Signer, result.Ok[capabilities.RevokeOK, capabilities.Failure](done), ran.FromInvocation(inv))
+	if err != nil {
+		return outcome{capability: can, err: fmt.Errorf("signing receipt: %w", err)}
+	}
+	return outcome{receipt: rcpt, capability: can, result: "ok"}
+}
+
+// revokeValidationContext is validationContext for ucan/revoke: the same
+// checks and the same budget of delegation checks.
+func (s *Server) revokeValidationContext(budget *validationBudget) validator.ValidationContext[capabilities.RevokeCaveats] {
+	return validator.NewValidationContext(
+		s.cfg.Signer.Verifier(),
+		capabilities.Revoke,
+		validator.IsSelfIssued,
+		s.checkRevoked,
+		validator.ProofUnavailable,
+		s.signatures.parsePrincipal,
+		func(ctx context.Context, d did.DID) (did.DID, validator.UnresolvedDID) {
+			if !budget.spend() {
+				return did.Undef, validator.NewDIDKeyResolutionError(d, errValidationBudget)
+			}
+			return s.cfg.Principals.ResolveDIDKey(ctx, d)
+		},
+		func(dlg delegation.Delegation) validator.InvalidProof {
+			if !budget.spend() {
+				return validator.NewSessionEscalationError(dlg, errValidationBudget)
+			}
+			return validator.NotExpiredNotTooEarly(dlg)
+		},
+	)
+}
+
+// sentBlocks gathers the blocks sent with inv: itself and the proofs under
+// it (all that the message decoder kept for it, bounded by its limits).
+func sentBlocks(inv invocation.Invocation) (blockstore.BlockStore, error) {
+	bs, err := blockstore.NewBlockStore()
+	if err != nil {
+		return nil, err
+	}
+	for blk, err := range inv.Blocks() {
+		if err != nil {
+			// A proof that is no delegation: what came before is all there is.
+			break
+		}
+		if err := bs.Put(blk); err != nil {
+			return nil, err
+		}
+	}
+	return bs, nil
+}
+
+// sentDelegation reads the delegation at link from the sent blocks. The
+// message decoder checked that every block hashes to its CID, so a revoker
+// cannot put a made-up delegation, naming itself as issuer, under a real
+// one's CID.
+func sentDelegation(blocks blockstore.BlockReader, link ipld.Link) (delegation.Delegation, bool) {
+	blk, ok, err := blocks.Get(link)
+	if err != nil || !ok {
+		return nil, false
+	}
+	dlg, err := delegation.NewDelegation(blk, blocks)
+	if err != nil {
+		return nil, false
+	}
+	return dlg, true
+}
+
+// revocationAuthority is who may revoke target: the issuers and audiences
+// of target and of the delegations above it that were sent, and the
+// did:key spaces its capabilities are about.
+func revocationAuthority(target delegation.Delegation, blocks blockstore.BlockReader) map[string]bool {
+	authority := map[string]bool{}
+	for _, c := range target.Capabilities() {
+		if strings.HasPrefix(c.With(), "did:key:") {
+			authority[c.With()] = true
+		}
+	}
+	seen := map[string]bool{}
+	stack := []delegation.Delegation{target}
+	for len(stack) > 0 {
+		dlg := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		authority[dlg.Issuer().DID().String()] = true
+		authority[dlg.Audience().DID().String()] = true
+		for _, p := range dlg.Proofs() {
+			if seen[p.String()] {
+				continue
+			}
+			seen[p.String()] = true
+			if proof, ok := sentDelegation(blocks, p); ok {
+				stack = append(stack, proof)
+			}
+		}
+	}
+	return authority
 }

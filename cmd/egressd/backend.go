@@ -23,15 +23,19 @@ import (
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
 	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/internal/awsconfig"
+	"github.com/egressd/egressd/internal/awsinit"
 	"github.com/egressd/egressd/receipts"
 	receiptss3 "github.com/egressd/egressd/receipts/s3"
+	"github.com/egressd/egressd/revocations"
+	revocationsdynamodb "github.com/egressd/egressd/revocations/dynamodb"
+	revocationsqlite "github.com/egressd/egressd/revocations/sqlite"
 	"github.com/egressd/egressd/server"
 )
 
 // backendFlags choose where egressd keeps its data: everything under
 // --data-dir (the embedded backend), or, store by store, S3 (--receipts),
-// SQS (--queue) and DynamoDB (--tables: customers, the ledger and the
-// monthly totals).
+// SQS (--queue) and DynamoDB (--tables: customers, the ledger, the monthly
+// totals and the revocations).
 type backendFlags struct {
 	dataDir                 string
 	receipts, queue, tables string
@@ -64,7 +68,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 func (b *backendFlags) registerAWS(fs *flag.FlagSet) {
 	fs.StringVar(&b.receipts, "receipts", "", "keep receipts in S3: s3://BUCKET[/PREFIX][?path-style=true|false]; default: in the data directory")
 	fs.StringVar(&b.queue, "queue", "", "carry events on SQS: sqs://QUEUE_NAME[?dlq=NAME] (dead-letter queue QUEUE_NAME-dlq); default: in the data directory")
-	fs.StringVar(&b.tables, "tables", "", "keep customers, the billing ledger and monthly totals in DynamoDB: dynamodb://[TABLE_PREFIX][?consumer=&customer=&events=&monthly=] (dynamodb://<stage>-w3infra- reads Storacha's tables); default: in the data directory")
+	fs.StringVar(&b.tables, "tables", "", "keep customers, the billing ledger, monthly totals and revocations in DynamoDB: dynamodb://[TABLE_PREFIX][?consumer=&customer=&events=&monthly=] (dynamodb://<stage>-w3infra- reads Storacha's tables); default: in the data directory")
 }
 
 // usesAWS reports whether any store is on AWS.
@@ -124,6 +128,9 @@ type backend struct {
 	// Journal records events and receipts in one transaction when both are
 	// embedded; nil otherwise.
 	Journal server.Journal
+	// Revocations holds the delegations revoked with ucan/revoke: in the
+	// data directory, or in DynamoDB with --tables.
+	Revocations revocations.Store
 	// journal is the embedded queue and receipt store, opened once for both.
 	journal *embedded.Journal
 	closers []func() error
@@ -201,6 +208,9 @@ func (f *backendFlags) open(ctx context.Context) (_ *backend, err error) {
 	if b.Ledger, err = f.openLedger(ctx, cfg, b); err != nil {
 		return nil, err
 	}
+	if b.Revocations, err = f.openRevocations(ctx, cfg, b); err != nil {
+		return nil, err
+	}
 	if b.Receipts, err = f.openReceipts(ctx, cfg, b); err != nil {
 		return nil, err
 	}
@@ -247,6 +257,38 @@ func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backen
 	}
 	return billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly}), nil
 }
+
+// openRevocations opens the revocation store: dataDir/revocations.db,
+// uncached (a lookup there costs microseconds, and every process on the
+// data directory sees a revocation at once), or with --tables the
+// revocation table named after the consumer table (awsinit.RevocationTable:
+// <prefix>revocation, beside <prefix>consumer), behind a short cache.
+func (f *backendFlags) openRevocations(ctx context.Context, cfg aws.Config, b *backend) (revocations.Store, error) {
+	if f.tables == "" {
+		s, err := revocationsqlite.Open(f.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		b.closers = append(b.closers, s.Close)
+		return s, nil
+	}
+	tables, client, err := f.dynamoDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	table := awsinit.RevocationTable(tables)
+	if err := checkTables(ctx, client, table); err != nil {
+		return nil, err
+	}
+	return revocations.NewCached(revocationsdynamodb.New(client, table), revocationCacheTTL, 0), nil
+}
+
+// revocationCacheTTL is how long a replica on DynamoDB trusts what it found
+// about a delegation. Every invocation carries its gateway's delegation, so
+// without a cache each would cost a DynamoDB round trip. A revocation
+// recorded by this replica applies at once; one recorded by another replica
+// (or by Storacha's upload service in a shared table) within this time.
+const revocationCacheTTL = 5 * time.Second
 
 func (f *backendFlags) openReceipts(ctx context.Context, cfg aws.Config, b *backend) (receipts.Store, error) {
 	if f.receipts == "" {

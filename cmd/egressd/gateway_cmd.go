@@ -27,6 +27,10 @@ import (
 // The gateway-side commands: what a gateway operator runs to get a delegation
 // and to try the service by hand.
 
+// defaultDelegationExpiration is how long `egressd delegate` makes a
+// delegation valid unless told otherwise: one year.
+const defaultDelegationExpiration = 365 * 24 * time.Hour
+
 func delegateCommand() *ffcli.Command {
 	var (
 		spaceKey, audience string
@@ -37,7 +41,9 @@ func delegateCommand() *ffcli.Command {
 	fs.StringVar(&spaceKey, "space-key", "", "the space's private key (Mg...) (required)")
 	fs.StringVar(&audience, "audience", "", "the gateway DID receiving the delegation (did:key or did:web) (required)")
 	fs.Var(&abilities, "can", "ability to delegate (repeatable); default: space/content/serve/* and usage/record")
-	fs.DurationVar(&expiration, "expiration", 0, "how long the delegation is valid; 0 never expires")
+	// A year by default: a delegation that never expires stays good until it
+	// is revoked, and a lost gateway key should not be good forever.
+	fs.DurationVar(&expiration, "expiration", defaultDelegationExpiration, "how long the delegation is valid, from now; 0 never expires")
 	return command("delegate",
 		"egressd delegate --space-key Mg... --audience did:web:gateway.example [--can ABILITY] [--expiration 8760h]",
 		"let a gateway record egress for a space: prints the delegation (base64)", fs,

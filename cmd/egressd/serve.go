@@ -182,6 +182,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		Queue:              b.Queue,
 		Receipts:           b.Receipts,
 		Journal:            b.Journal,
+		Revocations:        b.Revocations,
 		Principals:         server.NewPrincipalResolver(mapping, fetcher),
 		MaxBodyBytes:       f.maxBodyBytes,
 		MaxInvocations:     f.maxInvocations,

@@ -8,8 +8,8 @@
 // row enters it and none is changed.
 //
 // Table layouts (all PAY_PER_REQUEST, every attribute named here a string
-// unless marked N). The consumer and customer tables are Storacha's w3infra
-// tables; the two egress tables are laid out as w3infra's
+// unless marked N). The consumer, customer and revocation tables are
+// Storacha's w3infra tables; the two egress tables are laid out as w3infra's
 // egress-traffic-events and egress-traffic-monthly so existing reports keep
 // working:
 //
@@ -30,6 +30,9 @@
 //	egress-traffic-monthly  key pk = "customer#<customer DID>" (HASH), sk = "<YYYY-MM>#<space>" (RANGE)
 //	                        attributes space, month (YYYY-MM), bytes (N), eventCount (N)
 //	  GSI space-month-index space (HASH), month (RANGE); projects bytes, eventCount
+//	revocation              key revoke = CID of a revoked delegation (HASH)
+//	                        one attribute per revoker, named by its DID: a map {cause}
+//	                        (named after the consumer table, see RevocationTable)
 //
 // A GSI always carries the table's and its own keys, so they are not listed
 // again in its projection.

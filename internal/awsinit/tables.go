@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,12 +70,30 @@ func layouts(t awsconfig.Tables) []table {
 		{name: t.Monthly, hash: "pk", sortKey: "sk", indexes: []index{
 			{name: MonthlySpaceIndex, hash: "space", sortKey: "month", include: []string{"bytes", "eventCount"}},
 		}},
+		{name: RevocationTable(t), hash: "revoke"},
 	}
 }
 
-// Tables creates the customer, consumer and egress tables that do not exist
-// yet and waits until all are active. An existing table must have the keys
-// and indexes egressd reads through; it is not changed.
+// RevocationTable names the revocation table that goes with the tables t.
+// Storacha keeps it next to its consumer table (<stage>-w3infra-revocation
+// beside <stage>-w3infra-consumer), so it is the consumer table's name with
+// "revocation" in place of its trailing "consumer": dynamodb://prod-w3infra-
+// shares the revocations of Storacha's upload service, and a consumer table
+// named otherwise gets "<name>-revocation".
+//
+// awsconfig.Tables has no field for it (a revocation= parameter of the
+// --tables URL would go there); this one rule serves `aws init` and the
+// stores until it has.
+func RevocationTable(t awsconfig.Tables) string {
+	if prefix, ok := strings.CutSuffix(t.Consumer, awsconfig.ConsumerTable); ok {
+		return prefix + "revocation"
+	}
+	return t.Consumer + "-revocation"
+}
+
+// Tables creates the customer, consumer, egress and revocation tables that do
+// not exist yet and waits until all are active. An existing table must have
+// the keys and indexes egressd reads through; it is not changed.
 func Tables(ctx context.Context, client *dynamodb.Client, t awsconfig.Tables, opts Options) error {
 	opts = opts.withDefaults()
 	var (
