@@ -95,7 +95,10 @@ type Ledger interface {
 	// Record inserts ev as Pending and adds its bytes and one event to the
 	// monthly total of its customer, space and month, all in one
 	// transaction. If the cause is already in the ledger nothing changes and
-	// Record returns the stored entry with isNew false.
+	// Record returns the stored entry with isNew false. A new entry whose
+	// bytes would take the month's total past 2^63-1 is recorded already
+	// settled, as Failed with a reason starting ReasonTotalOverflow, its
+	// bytes left out of the total (isNew is true: the caller must not bill it).
 	Record(ctx context.Context, ev Event) (entry Entry, isNew bool, err error)
 	// Mark moves the entry of ev to state with reason. ev is the event as
 	// recorded (an Entry's Event, or the one given to Record): a store may
@@ -144,3 +147,8 @@ func (e Event) Validate() error {
 	}
 	return nil
 }
+
+// ReasonTotalOverflow starts the reason of an event a ledger settled as
+// Failed when recording it, because its month's total could not take its
+// bytes without passing 2^63-1.
+const ReasonTotalOverflow = "monthly total would overflow"

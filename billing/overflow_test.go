@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/billing"
-	"github.com/egressd/egressd/billing/ledgertest"
 )
 
 // TestOversizedEventsAreKeptNotBilled runs the worker over events of absurd
@@ -43,7 +42,7 @@ func TestOversizedEventsAreKeptNotBilled(t *testing.T) {
 	}{
 		{huge, billing.Unbillable, "Stripe takes at most 15"},
 		{fill, billing.Reported, ""},
-		{over, billing.Failed, ledgertest.ReasonOverflow},
+		{over, billing.Failed, billing.ReasonTotalOverflow},
 	} {
 		e, ok := entries[tc.ev.Cause]
 		if !ok || e.State != tc.state || !strings.Contains(e.Reason, tc.reason) || e.Bytes != tc.ev.Bytes {

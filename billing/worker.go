@@ -244,7 +244,14 @@ func (w *Worker) handle(ctx context.Context, msg Message) outcome {
 	if err != nil {
 		return w.storeFailed(ctx, "ledger_record", ev, err)
 	}
-	if !isNew && entry.State != Pending {
+	if entry.State != Pending {
+		if isNew {
+			// Settled by the ledger as it was recorded: its month's total
+			// could not take its bytes. Never billed; visible to operators.
+			w.metrics.events.WithLabelValues(string(entry.State)).Inc()
+			w.log.Warn("event not billed", "cause", ev.Cause, "customer", ev.Customer, "state", entry.State, "reason", entry.Reason)
+			return ack
+		}
 		w.metrics.events.WithLabelValues("duplicate").Inc()
 		w.log.Debug("duplicate event, already settled", "cause", ev.Cause, "state", entry.State)
 		return ack

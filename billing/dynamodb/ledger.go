@@ -211,10 +211,6 @@ func (l *Ledger) record(ctx context.Context, ev billing.Event) (entry billing.En
 	return billing.Entry{}, false, false, err
 }
 
-// reasonOverflow starts the reason of an event whose bytes the monthly total
-// cannot take (the SQLite ledger writes the same words).
-const reasonOverflow = "monthly total would overflow"
-
 // refuse records ev as failed because its month's total (monthly, the row
 // as the cancelled transaction found it) cannot take its bytes: the event
 // row goes in with the reason, and the monthly row counts it as an event of
@@ -229,7 +225,7 @@ func (l *Ledger) refuse(ctx context.Context, ev billing.Event, month string, mon
 		total = v.Value
 	}
 	reason := fmt.Sprintf("%s: the %s total of space %s holds %s bytes, and %d more would pass %d",
-		reasonOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
+		billing.ReasonTotalOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
 	item := eventItem(ev, l.now())
 	item["state"] = str(string(billing.Failed))
 	item["reason"] = str(reason)
@@ -253,8 +249,8 @@ func (l *Ledger) refuse(ctx context.Context, ev billing.Event, month string, mon
 	})
 	if err == nil {
 		e, err := decodeEntry(item)
-		// Not new: the worker acknowledges a settled entry without billing it.
-		return e, false, false, err
+		// New, but settled: the worker acknowledges it without billing it.
+		return e, true, false, err
 	}
 	var cancelled *types.TransactionCanceledException
 	if !errors.As(err, &cancelled) {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/dynamodb"
-	"github.com/egressd/egressd/billing/ledgertest"
 )
 
 // TestTotalPastInt64 reads a monthly row whose bytes another writer let pass
@@ -48,7 +47,7 @@ func TestTotalPastInt64(t *testing.T) {
 	ev := billing.Event{Space: "did:key:z6Mkbig", Customer: "did:mailto:example.com:big", Resource: "r", Bytes: 1,
 		ServedAt: time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC), Cause: "bafy-one-more"}
 	e, isNew, err := l.Record(ctx, ev)
-	if err != nil || isNew || e.State != billing.Failed || !strings.HasPrefix(e.Reason, ledgertest.ReasonOverflow) || !strings.Contains(e.Reason, past) {
+	if err != nil || !isNew || e.State != billing.Failed || !strings.HasPrefix(e.Reason, billing.ReasonTotalOverflow) || !strings.Contains(e.Reason, past) {
 		t.Fatalf("Record into the row past int64 = %+v, new %v, %v; want failed with the overflow reason", e, isNew, err)
 	}
 	row := getItem(t, client, tables.Monthly, "customer#did:mailto:example.com:big", "2025-03#did:key:z6Mkbig")
@@ -77,7 +76,7 @@ func TestRecordWriteCost(t *testing.T) {
 		t.Fatalf("a new event took calls %q, want one TransactWriteItems of 2 items", got)
 	}
 	ev.Cause, ev.Bytes = "c2", 2
-	if e, isNew, err := l.Record(ctx, ev); err != nil || isNew || e.State != billing.Failed {
+	if e, isNew, err := l.Record(ctx, ev); err != nil || !isNew || e.State != billing.Failed {
 		t.Fatalf("Record past the total = %+v, new %v, %v; want failed", e, isNew, err)
 	}
 	if got := calls.take(); got != "TransactWriteItems/2 TransactWriteItems/2" {

@@ -73,8 +73,8 @@ const entryColumns = `cause, space, customer, resource, bytes, served_at, state,
 // Record inserts ev as pending and counts it in the monthly totals in one
 // transaction, or returns the existing entry untouched. An event whose bytes
 // would take its monthly total past 2^63-1 is inserted as failed instead,
-// its bytes left out of the total, and returned with isNew false: settled,
-// so the worker acknowledges it without billing it.
+// its bytes left out of the total: new, but settled, so the worker
+// acknowledges it without billing it.
 func (l *Ledger) Record(ctx context.Context, ev billing.Event) (billing.Entry, bool, error) {
 	if err := ev.Validate(); err != nil {
 		return billing.Entry{}, false, fmt.Errorf("recording event: %w", err)
@@ -138,15 +138,11 @@ func record(tx *sql.Tx, ev billing.Event, now time.Time) (billing.Entry, bool, e
 		if err != nil {
 			return billing.Entry{}, false, fmt.Errorf("refusing it in the monthly totals: %w", err)
 		}
-		// Not new: the worker acknowledges a settled entry without billing it.
-		return billing.Entry{Event: ev, State: billing.Failed, Reason: reason, RecordedAt: t, UpdatedAt: t}, false, nil
+		// New, but settled: the worker acknowledges it without billing it.
+		return billing.Entry{Event: ev, State: billing.Failed, Reason: reason, RecordedAt: t, UpdatedAt: t}, true, nil
 	}
 	return billing.Entry{Event: ev, State: billing.Pending, RecordedAt: t, UpdatedAt: t}, true, nil
 }
-
-// reasonOverflow starts the reason of an event whose bytes the monthly total
-// cannot take (the DynamoDB ledger writes the same words).
-const reasonOverflow = "monthly total would overflow"
 
 // refuse settles the just-inserted entry of ev as failed because its month's
 // total cannot take its bytes, and counts it as an event of the month without
@@ -160,7 +156,7 @@ func refuse(tx *sql.Tx, ev billing.Event, month string, now time.Time) (string, 
 		return "", err
 	}
 	reason := fmt.Sprintf("%s: the %s total of space %s holds %v bytes, and %d more would pass %d",
-		reasonOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
+		billing.ReasonTotalOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
 	if _, err := tx.Exec(`UPDATE monthly SET events = events + 1 WHERE customer = ? AND month = ? AND space = ?`,
 		ev.Customer, month, ev.Space); err != nil {
 		return "", err

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/billing"
-	"github.com/egressd/egressd/billing/ledgertest"
 	"github.com/egressd/egressd/billing/sqlite"
 )
 
@@ -118,7 +117,7 @@ func TestReadsTotalLeftAsReal(t *testing.T) {
 	}
 
 	e, isNew, err := l.Record(ctx, bigEvent("new-1", "did:mailto:big", "did:key:zbig", 1))
-	if err != nil || isNew || e.State != billing.Failed || !strings.HasPrefix(e.Reason, ledgertest.ReasonOverflow) {
+	if err != nil || !isNew || e.State != billing.Failed || !strings.HasPrefix(e.Reason, billing.ReasonTotalOverflow) {
 		t.Fatalf("Record into the REAL total = %+v, new %v, %v; want failed with the overflow reason", e, isNew, err)
 	}
 	var events int64
