@@ -116,7 +116,7 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 			Message: fmt.Sprintf("validating this invocation would check more than %d delegations", s.cfg.MaxValidationSteps)})
 	}
 	if aerr != nil {
-		return s.fail(inv, can, capabilities.FromError(aerr))
+		return s.refuse(inv, can, aerr)
 	}
 	space := auth.Capability().With()
 	nb := auth.Capability().Nb()
