@@ -39,6 +39,10 @@ import (
 type backendFlags struct {
 	dataDir                 string
 	receipts, queue, tables string
+	// storacha says the --tables are Storacha's own deployment: their
+	// schemas are checked, never created or changed, and what egressd
+	// writes to them is what Storacha's code writes (see the README).
+	storacha bool
 	// queueVisibility is the queue's lease on a received message; commands
 	// that run a worker set it from --queue-visibility, zero is the default.
 	queueVisibility time.Duration
@@ -68,6 +72,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 func (b *backendFlags) registerAWS(fs *flag.FlagSet) {
 	fs.StringVar(&b.receipts, "receipts", "", "keep receipts in S3: s3://BUCKET[/PREFIX][?path-style=true|false]; default: in the data directory")
 	fs.StringVar(&b.queue, "queue", "", "carry events on SQS: sqs://QUEUE_NAME[?dlq=NAME] (dead-letter queue QUEUE_NAME-dlq); default: in the data directory")
+	fs.BoolVar(&b.storacha, "storacha", false, "the --tables are Storacha's deployment: check their schemas and never change them, write only rows Storacha's code writes, meter event gateway-egress-traffic, did:web provider (env EGRESSD_STORACHA)")
 	fs.StringVar(&b.tables, "tables", "", "keep customers, the billing ledger, monthly totals and revocations in DynamoDB: dynamodb://[TABLE_PREFIX][?consumer=&customer=&events=&monthly=] (dynamodb://<stage>-w3infra- reads Storacha's tables); default: in the data directory")
 }
 
