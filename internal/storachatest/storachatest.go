@@ -62,9 +62,10 @@ type Table struct {
 // Lookup returns the definition of the table named name (one of the
 // constants above).
 func Lookup(name string) (Table, bool) {
-	i := slices.IndexFunc(Tables(), func(t Table) bool { return t.Name == name })
+	tables := Tables()
+	i := slices.IndexFunc(tables, func(t Table) bool { return t.Name == name })
 	if i < 0 {
 		return Table{}, false
 	}
-	return Tables()[i], true
+	return tables[i], true
 }
