@@ -23,13 +23,14 @@ func awsCommand() *ffcli.Command {
 	// EGRESSD_QUEUE and EGRESSD_TABLES set up what they then use.
 	fs.StringVar(&backend.receipts, "receipts", "", "the receipts bucket to create: s3://BUCKET[/PREFIX][?path-style=true|false]")
 	fs.StringVar(&backend.queue, "queue", "", "the event queue to create, with its dead-letter queue and redrive policy: sqs://QUEUE_NAME[?dlq=NAME]")
-	fs.StringVar(&backend.tables, "tables", "", "the DynamoDB tables to create (consumer, customer, egress-traffic-events, egress-traffic-monthly after the prefix): dynamodb://[TABLE_PREFIX][?consumer=&customer=&events=&monthly=]")
+	fs.StringVar(&backend.tables, "tables", "", "the DynamoDB tables to create, or check if they exist (consumer, subscription, customer, revocation, egress-traffic-events, egress-traffic-monthly and egressd-ledger after the prefix): dynamodb://[TABLE_PREFIX][?consumer=&subscription=&customer=&revocation=&events=&monthly=&ledger=]")
+	fs.BoolVar(&backend.storacha, "storacha", false, "the --tables are Storacha's deployment: check Storacha's tables (each must exist) and create only egressd's ledger table (env EGRESSD_STORACHA)")
 	fs.IntVar(&maxReceives, "max-receives", awsinit.DefaultMaxReceives, "the queue's redrive policy: a message received this many times without being deleted moves to the dead-letter queue")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	initCmd := command("init",
-		"egressd aws init [--receipts s3://BUCKET[/PREFIX]] [--queue sqs://QUEUE_NAME] [--tables dynamodb://[PREFIX]] [--max-receives 10]",
-		"create the S3 bucket, SQS queues and DynamoDB tables the flags name; safe to run again", fs,
+		"egressd aws init [--receipts s3://BUCKET[/PREFIX]] [--queue sqs://QUEUE_NAME] [--tables dynamodb://[PREFIX]] [--storacha] [--max-receives 10]",
+		"create the S3 bucket, SQS queues and DynamoDB tables the flags name, and check the tables that exist (never changing one); safe to run again", fs,
 		func(ctx context.Context, args []string) error {
 			log, err := newLogger(logFormat, logLevel)
 			if err != nil {
@@ -67,7 +68,8 @@ func awsCommand() *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			if err := awsinit.Init(ctx, cfg, res, awsinit.Options{MaxReceives: maxReceives, Log: log}); err != nil {
+			report, err := awsinit.Init(ctx, cfg, res, awsinit.Options{MaxReceives: maxReceives, Log: log, Storacha: backend.storacha})
+			if err != nil {
 				return err
 			}
 			if res.Bucket != nil {
@@ -76,9 +78,12 @@ func awsCommand() *ffcli.Command {
 			if res.Queue != nil {
 				fmt.Printf("queue: %s ready (dead-letter queue %s after %d receives)\n", res.Queue.Name, res.Queue.DeadLetter, maxReceives)
 			}
-			if res.Tables != nil {
-				t := res.Tables
-				fmt.Printf("tables: %s, %s, %s, %s ready\n", t.Consumer, t.Customer, t.Events, t.Monthly)
+			for _, t := range report.Tables {
+				what := "checked"
+				if t.Created {
+					what = "created"
+				}
+				fmt.Printf("table %s (%s): %s\n", t.Name, t.Role, what)
 			}
 			return nil
 		})

@@ -3,18 +3,25 @@ package awsconfig
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// Default table names, after the table prefix. They are the names Storacha's
-// w3infra gives these tables after its "<stage>-w3infra-" prefix, so
-// dynamodb://prod-w3infra- reads Storacha's production tables as they are.
+// Default table names, after the table prefix. All but the ledger's are the
+// names Storacha's w3infra gives these tables after its "<stage>-w3infra-"
+// prefix, so dynamodb://prod-w3infra- reads Storacha's production tables as
+// they are.
 const (
-	ConsumerTable = "consumer"
-	CustomerTable = "customer"
-	EventsTable   = "egress-traffic-events"
-	MonthlyTable  = "egress-traffic-monthly"
+	ConsumerTable     = "consumer"
+	SubscriptionTable = "subscription"
+	CustomerTable     = "customer"
+	RevocationTable   = "revocation"
+	EventsTable       = "egress-traffic-events"
+	MonthlyTable      = "egress-traffic-monthly"
+	// LedgerTable is egressd's own: Storacha has no such table, and egressd
+	// keeps its billing state there rather than in Storacha's.
+	LedgerTable = "egressd-ledger"
 )
 
 // DeadLetterSuffix names a queue's dead-letter queue unless the URL names one.
@@ -39,13 +46,36 @@ type Queue struct {
 }
 
 // Tables names egressd's DynamoDB tables, from
-// dynamodb://[TABLE_PREFIX][?consumer=NAME&customer=NAME&events=NAME&monthly=NAME].
+// dynamodb://[TABLE_PREFIX][?consumer=NAME&subscription=NAME&customer=NAME&revocation=NAME&events=NAME&monthly=NAME&ledger=NAME].
 // A query parameter names that table in full (the prefix is not added).
 type Tables struct {
-	Consumer string // space -> customer, Storacha's "consumer" table
-	Customer string // customer -> payment account, Storacha's "customer" table
-	Events   string // one row per billed event, like "egress-traffic-events"
-	Monthly  string // per customer, month and space totals, like "egress-traffic-monthly"
+	Consumer     string // space -> customer, Storacha's "consumer" table
+	Subscription string // customer -> provider, Storacha's "subscription" table
+	Customer     string // customer -> payment account, Storacha's "customer" table
+	Revocation   string // revoked delegations, Storacha's "revocation" table
+	Events       string // one row per billed event, Storacha's "egress-traffic-events"
+	Monthly      string // per customer, month and space totals, Storacha's "egress-traffic-monthly"
+	Ledger       string // egressd's billing ledger, its own table ("egressd-ledger")
+}
+
+// tableParam is one URL parameter of Tables and the field it sets.
+type tableParam struct {
+	param string
+	name  *string
+}
+
+// params lists the URL parameters of t in the order its documentation
+// lists them.
+func (t *Tables) params() []tableParam {
+	return []tableParam{
+		{"consumer", &t.Consumer},
+		{"subscription", &t.Subscription},
+		{"customer", &t.Customer},
+		{"revocation", &t.Revocation},
+		{"events", &t.Events},
+		{"monthly", &t.Monthly},
+		{"ledger", &t.Ledger},
+	}
 }
 
 // ParseS3 reads s3://BUCKET[/PREFIX][?path-style=true|false].
@@ -126,7 +156,8 @@ func (q Queue) String() string {
 	return s
 }
 
-// ParseDynamoDB reads dynamodb://[TABLE_PREFIX][?consumer=NAME&customer=NAME&events=NAME&monthly=NAME].
+// ParseDynamoDB reads
+// dynamodb://[TABLE_PREFIX][?consumer=NAME&subscription=NAME&customer=NAME&revocation=NAME&events=NAME&monthly=NAME&ledger=NAME].
 // Each table is named TABLE_PREFIX + its default name (ConsumerTable...)
 // unless a parameter names it.
 func ParseDynamoDB(raw string) (Tables, error) {
@@ -138,30 +169,38 @@ func ParseDynamoDB(raw string) (Tables, error) {
 		return Tables{}, fmt.Errorf("bad DynamoDB URL %q: the table prefix cannot contain '/'", raw)
 	}
 	t := Tables{
-		Consumer: prefix + ConsumerTable,
-		Customer: prefix + CustomerTable,
-		Events:   prefix + EventsTable,
-		Monthly:  prefix + MonthlyTable,
+		Consumer:     prefix + ConsumerTable,
+		Subscription: prefix + SubscriptionTable,
+		Customer:     prefix + CustomerTable,
+		Revocation:   prefix + RevocationTable,
+		Events:       prefix + EventsTable,
+		Monthly:      prefix + MonthlyTable,
+		Ledger:       prefix + LedgerTable,
+	}
+	names := t.params()
+	var known []string
+	for _, n := range names {
+		known = append(known, n.param)
 	}
 	for key, vals := range query {
-		v := vals[len(vals)-1]
-		switch key {
-		case "consumer":
-			t.Consumer = v
-		case "customer":
-			t.Customer = v
-		case "events":
-			t.Events = v
-		case "monthly":
-			t.Monthly = v
-		default:
-			return Tables{}, fmt.Errorf("bad DynamoDB URL %q: unknown parameter %q (known: consumer, customer, events, monthly)", raw, key)
+		i := slices.IndexFunc(names, func(n tableParam) bool { return n.param == key })
+		if i < 0 {
+			return Tables{}, fmt.Errorf("bad DynamoDB URL %q: unknown parameter %q (known: %s)", raw, key, strings.Join(known, ", "))
 		}
+		*names[i].name = vals[len(vals)-1]
 	}
-	for _, name := range []string{t.Consumer, t.Customer, t.Events, t.Monthly} {
-		if err := validTable(name); err != nil {
+	seen := map[string]string{}
+	for _, n := range names {
+		if err := validTable(*n.name); err != nil {
 			return Tables{}, fmt.Errorf("bad DynamoDB URL %q: %w", raw, err)
 		}
+		// One table cannot hold two layouts: aws init would check one
+		// against the other's keys and fail, or a store would write rows
+		// another reads as its own.
+		if other, ok := seen[*n.name]; ok {
+			return Tables{}, fmt.Errorf("bad DynamoDB URL %q: the %s and %s tables are both named %q", raw, other, n.param, *n.name)
+		}
+		seen[*n.name] = n.param
 	}
 	return t, nil
 }

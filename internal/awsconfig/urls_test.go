@@ -93,15 +93,33 @@ func TestParseDynamoDB(t *testing.T) {
 		want    Tables
 		wantErr string
 	}{
-		{raw: "dynamodb://", want: Tables{"consumer", "customer", "egress-traffic-events", "egress-traffic-monthly"}},
-		{raw: "dynamodb://prod-w3infra-", want: Tables{"prod-w3infra-consumer", "prod-w3infra-customer", "prod-w3infra-egress-traffic-events", "prod-w3infra-egress-traffic-monthly"}},
+		{raw: "dynamodb://", want: Tables{
+			Consumer: "consumer", Subscription: "subscription", Customer: "customer", Revocation: "revocation",
+			Events: "egress-traffic-events", Monthly: "egress-traffic-monthly", Ledger: "egressd-ledger",
+		}},
+		{raw: "dynamodb://prod-w3infra-", want: Tables{
+			Consumer: "prod-w3infra-consumer", Subscription: "prod-w3infra-subscription", Customer: "prod-w3infra-customer",
+			Revocation: "prod-w3infra-revocation", Events: "prod-w3infra-egress-traffic-events",
+			Monthly: "prod-w3infra-egress-traffic-monthly", Ledger: "prod-w3infra-egressd-ledger",
+		}},
 		{raw: "dynamodb://Egressd_?customer=billing.customers&monthly=totals",
-			want: Tables{"Egressd_consumer", "billing.customers", "Egressd_egress-traffic-events", "totals"}},
+			want: Tables{
+				Consumer: "Egressd_consumer", Subscription: "Egressd_subscription", Customer: "billing.customers",
+				Revocation: "Egressd_revocation", Events: "Egressd_egress-traffic-events", Monthly: "totals", Ledger: "Egressd_egressd-ledger",
+			}},
+		{raw: "dynamodb://prod-w3infra-?ledger=egressd-prod-ledger&subscription=subs&revocation=revoked",
+			want: Tables{
+				Consumer: "prod-w3infra-consumer", Subscription: "subs", Customer: "prod-w3infra-customer",
+				Revocation: "revoked", Events: "prod-w3infra-egress-traffic-events",
+				Monthly: "prod-w3infra-egress-traffic-monthly", Ledger: "egressd-prod-ledger",
+			}},
 		{raw: "dynamodb:", wantErr: "want dynamodb://[TABLE_PREFIX]"},
 		{raw: "dynamodb://a/b", wantErr: "cannot contain '/'"},
 		{raw: "dynamodb://pre fix", wantErr: "only letters"},
 		{raw: "dynamodb://?consumer=ab", wantErr: "3 to 255"},
-		{raw: "dynamodb://?ledger=x", wantErr: `unknown parameter "ledger"`},
+		{raw: "dynamodb://?ledger=x", wantErr: "3 to 255"},
+		{raw: "dynamodb://?unsettled=x", wantErr: `unknown parameter "unsettled" (known: consumer, subscription, customer, revocation, events, monthly, ledger)`},
+		{raw: "dynamodb://p-?ledger=p-egress-traffic-events", wantErr: `the events and ledger tables are both named "p-egress-traffic-events"`},
 	}
 	for _, tc := range tests {
 		got, err := ParseDynamoDB(tc.raw)

@@ -1,41 +1,19 @@
 // Package awsinit creates the AWS resources egressd's production backends
 // need (`egressd aws init`): the receipts bucket, the event queue with its
-// dead-letter queue, and the DynamoDB tables. Every step is idempotent: what
-// already exists is kept (and checked, for tables), so it is safe to run on
-// every deployment and against a half-initialised account. The one change
-// made to an existing table is adding egressd's own index, unsettled, to an
-// events table that lacks it (Storacha's, say): it is sparse, so no existing
-// row enters it and none is changed.
+// dead-letter queue, and the DynamoDB tables. Every step is idempotent, so
+// it is safe to run on every deployment and against a half-initialised
+// account.
 //
-// Table layouts (all PAY_PER_REQUEST, every attribute named here a string
-// unless marked N). The consumer, customer and revocation tables are
-// Storacha's w3infra tables; the two egress tables are laid out as w3infra's
-// egress-traffic-events and egress-traffic-monthly so existing reports keep
-// working:
-//
-//	consumer                key subscription (HASH), provider (RANGE)
-//	                        attributes consumer (space DID), customer, cause, insertedAt, updatedAt
-//	  GSI consumerV2        consumer (HASH); projects customer (and the keys subscription, provider)
-//	customer                key customer (HASH)
-//	                        attributes account ("stripe:cus_..."; absent for free tier), product, insertedAt, updatedAt
-//	  GSI account           account (HASH); keys only
-//	egress-traffic-events   key pk = "<space>#<resource>" (HASH), sk = "<servedAt ISO 8601>#<cause>" (RANGE)
-//	                        attributes space, customer, resource, servedAt, bytes (N), cause
-//	  GSI customer          customer (HASH), sk (RANGE); projects space, resource, bytes, cause, servedAt
-//	  GSI space             space (HASH), servedAt (RANGE); projects resource, bytes
-//	                        egressd adds the ledger's attributes: state, reason,
-//	                        recordedAt, updatedAt, and unsettled while not reported
-//	  GSI unsettled         unsettled = "<state>#<shard>" (HASH), cause (RANGE); projects all;
-//	                        egressd's own, sparse: the entries Stripe has not accepted yet
-//	egress-traffic-monthly  key pk = "customer#<customer DID>" (HASH), sk = "<YYYY-MM>#<space>" (RANGE)
-//	                        attributes space, month (YYYY-MM), bytes (N), eventCount (N)
-//	  GSI space-month-index space (HASH), month (RANGE); projects bytes, eventCount
-//	revocation              key revoke = CID of a revoked delegation (HASH)
-//	                        one attribute per revoker, named by its DID: a map {cause}
-//	                        (named after the consumer table, see RevocationTable)
-//
-// A GSI always carries the table's and its own keys, so they are not listed
-// again in its projection.
+// Tables are laid out as internal/dynamotables defines them: Storacha's
+// (consumer, subscription, customer, revocation, egress-traffic-events,
+// egress-traffic-monthly) exactly as storacha/w3infra's stack creates them,
+// with every index, so Storacha's code can use a table egressd created, and
+// egressd's own billing ledger. A table that does not exist is created from
+// its definition, with point-in-time recovery. A table that exists is only
+// checked, never changed: its key and the indexes egressd queries must be
+// as defined, or Tables fails naming the table and the difference. With
+// Options.Storacha (--storacha) the tables are Storacha's deployment: its
+// tables must exist already, and only egressd's ledger may be created.
 package awsinit
 
 import (
@@ -63,6 +41,10 @@ type Options struct {
 	MaxReceives int
 	// Log reports each resource as it is created or found (default: discard).
 	Log *slog.Logger
+	// Storacha says the tables are Storacha's deployment (--storacha):
+	// Storacha's tables are only checked, and one that does not exist is an
+	// error rather than created.
+	Storacha bool
 }
 
 func (o Options) withDefaults() Options {
@@ -78,10 +60,21 @@ func (o Options) withDefaults() Options {
 // DefaultMaxReceives is the default maxReceiveCount of the redrive policy.
 const DefaultMaxReceives = 10
 
-// Init creates every named resource that does not exist yet.
-func Init(ctx context.Context, cfg aws.Config, r Resources, opts Options) error {
+// Report is what Init did.
+type Report struct {
+	// Tables says, table by table, whether it was created or checked; nil
+	// when Resources named no tables.
+	Tables []TableResult
+}
+
+// Init creates every named resource that does not exist yet, and checks
+// the tables that do.
+func Init(ctx context.Context, cfg aws.Config, r Resources, opts Options) (Report, error) {
 	opts = opts.withDefaults()
-	var errs []error
+	var (
+		report Report
+		errs   []error
+	)
 	if r.Bucket != nil {
 		if err := Bucket(ctx, awsconfig.NewS3(cfg, r.Bucket.PathStyle), r.Bucket.Name, opts); err != nil {
 			errs = append(errs, err)
@@ -93,9 +86,11 @@ func Init(ctx context.Context, cfg aws.Config, r Resources, opts Options) error 
 		}
 	}
 	if r.Tables != nil {
-		if err := Tables(ctx, awsconfig.NewDynamoDB(cfg), *r.Tables, opts); err != nil {
+		results, err := InitTables(ctx, awsconfig.NewDynamoDB(cfg), *r.Tables, opts)
+		report.Tables = results
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return report, errors.Join(errs...)
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
 	"testing"
 
@@ -23,7 +23,8 @@ import (
 )
 
 // TestInitTwice runs Init twice on fresh names, as `egressd aws init` run
-// again would, and checks what it made.
+// again would, and checks what it made: the bucket, the queue with its
+// redrive policy, and the tables (see tables_test.go for their layout).
 func TestInitTwice(t *testing.T) {
 	ctx := context.Background()
 	cfg := awstest.Config(t)
@@ -39,21 +40,31 @@ func TestInitTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deleteTablesAtEnd(t, awsconfig.NewDynamoDB(cfg), tables)
 	res := awsinit.Resources{Bucket: &bucket, Queue: &queue, Tables: &tables}
 	var second bytes.Buffer
 	for i, log := range []io.Writer{io.Discard, &second} {
 		opts := awsinit.Options{MaxReceives: 7, Log: slog.New(slog.NewTextHandler(log, nil))}
-		if err := awsinit.Init(ctx, cfg, res, opts); err != nil {
+		report, err := awsinit.Init(ctx, cfg, res, opts)
+		if err != nil {
 			t.Fatalf("Init, run %d: %v", i+1, err)
+		}
+		if len(report.Tables) != 7 {
+			t.Fatalf("Init, run %d, reported %d tables, want 7: %+v", i+1, len(report.Tables), report.Tables)
+		}
+		for _, r := range report.Tables {
+			if r.Created != (i == 0) {
+				t.Errorf("Init, run %d: table %s (%s) created = %v", i+1, r.Name, r.Role, r.Created)
+			}
 		}
 	}
 	// The second run found everything in place.
-	for _, want := range []string{"bucket exists", "table exists", "queue ready"} {
+	for _, want := range []string{"bucket exists", "table checked", "queue ready"} {
 		if !strings.Contains(second.String(), want) {
 			t.Errorf("second Init did not log %q; log:\n%s", want, second.String())
 		}
 	}
-	if strings.Contains(second.String(), "creating table") || strings.Contains(second.String(), "created bucket") {
+	if strings.Contains(second.String(), "table created") || strings.Contains(second.String(), "created bucket") {
 		t.Errorf("second Init created something; log:\n%s", second.String())
 	}
 
@@ -75,40 +86,6 @@ func TestInitTwice(t *testing.T) {
 	}
 	if got := queueAttr(t, sqsClient, queue.Name, sqstypes.QueueAttributeNameMessageRetentionPeriod); got != "1209600" {
 		t.Errorf("retention = %s s, want 14 days", got)
-	}
-
-	db := awsconfig.NewDynamoDB(cfg)
-	for _, tc := range []struct {
-		table, hash, sortKey string
-		indexes              []string
-	}{
-		{tables.Consumer, "subscription", "provider", []string{"consumerV2"}},
-		{tables.Customer, "customer", "", []string{"account"}},
-		{tables.Events, "pk", "sk", []string{"customer", "space", "unsettled"}},
-		{tables.Monthly, "pk", "sk", []string{"space-month-index"}},
-	} {
-		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tc.table)})
-		if err != nil {
-			t.Fatalf("table %s: %v", tc.table, err)
-		}
-		d := out.Table
-		if d.TableStatus != dbtypes.TableStatusActive {
-			t.Errorf("table %s is %s, want ACTIVE", tc.table, d.TableStatus)
-		}
-		if d.BillingModeSummary == nil || d.BillingModeSummary.BillingMode != dbtypes.BillingModePayPerRequest {
-			t.Errorf("table %s is not PAY_PER_REQUEST", tc.table)
-		}
-		if got := keyNames(d.KeySchema); got != tc.hash+","+tc.sortKey {
-			t.Errorf("table %s key = %s, want %s,%s", tc.table, got, tc.hash, tc.sortKey)
-		}
-		var indexes []string
-		for _, g := range d.GlobalSecondaryIndexes {
-			indexes = append(indexes, aws.ToString(g.IndexName))
-		}
-		slices.Sort(indexes)
-		if !slices.Equal(indexes, tc.indexes) {
-			t.Errorf("table %s indexes = %v, want %v", tc.table, indexes, tc.indexes)
-		}
 	}
 }
 
@@ -143,99 +120,6 @@ func TestQueueExistingWithOtherSettings(t *testing.T) {
 	}
 }
 
-// TestTableWithOtherLayout checks that Init refuses, with a clear error, a
-// table that exists under the name but lacks what egressd reads through.
-func TestTableWithOtherLayout(t *testing.T) {
-	ctx := context.Background()
-	db := awsconfig.NewDynamoDB(awstest.Config(t))
-	tables, err := awsconfig.ParseDynamoDB("dynamodb://" + awstest.Name("other") + "-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String(tables.Consumer),
-		BillingMode:          dbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []dbtypes.AttributeDefinition{{AttributeName: aws.String("subscription"), AttributeType: dbtypes.ScalarAttributeTypeS}, {AttributeName: aws.String("provider"), AttributeType: dbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []dbtypes.KeySchemaElement{{AttributeName: aws.String("subscription"), KeyType: dbtypes.KeyTypeHash}, {AttributeName: aws.String("provider"), KeyType: dbtypes.KeyTypeRange}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = awsinit.Tables(ctx, db, tables, awsinit.Options{})
-	if err == nil || !strings.Contains(err.Error(), "consumerV2") {
-		t.Fatalf("Tables over a consumer table without consumerV2 = %v, want an error naming the index", err)
-	}
-	// The other tables were still created.
-	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tables.Monthly)}); err != nil {
-		t.Errorf("table %s: %v", tables.Monthly, err)
-	}
-}
-
-// TestAddsOwnIndexToStorachaEventsTable checks that Init takes over an
-// events table made by w3infra (its two indexes only): it adds egressd's
-// sparse unsettled index and keeps the rows.
-func TestAddsOwnIndexToStorachaEventsTable(t *testing.T) {
-	ctx := context.Background()
-	db := awsconfig.NewDynamoDB(awstest.Config(t))
-	tables, err := awsconfig.ParseDynamoDB("dynamodb://" + awstest.Name("storacha") + "-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	str := func(s string) *string { return aws.String(s) }
-	attr := func(names ...string) []dbtypes.AttributeDefinition {
-		var defs []dbtypes.AttributeDefinition
-		for _, n := range names {
-			defs = append(defs, dbtypes.AttributeDefinition{AttributeName: str(n), AttributeType: dbtypes.ScalarAttributeTypeS})
-		}
-		return defs
-	}
-	key := func(hash, sortKey string) []dbtypes.KeySchemaElement {
-		return []dbtypes.KeySchemaElement{{AttributeName: str(hash), KeyType: dbtypes.KeyTypeHash}, {AttributeName: str(sortKey), KeyType: dbtypes.KeyTypeRange}}
-	}
-	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            str(tables.Events),
-		BillingMode:          dbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: attr("pk", "sk", "customer", "space", "servedAt"),
-		KeySchema:            key("pk", "sk"),
-		GlobalSecondaryIndexes: []dbtypes.GlobalSecondaryIndex{
-			{IndexName: str("customer"), KeySchema: key("customer", "sk"), Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeInclude, NonKeyAttributes: []string{"space", "resource", "bytes", "cause", "servedAt"}}},
-			{IndexName: str("space"), KeySchema: key("space", "servedAt"), Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeInclude, NonKeyAttributes: []string{"resource", "bytes"}}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	row := map[string]dbtypes.AttributeValue{
-		"pk": &dbtypes.AttributeValueMemberS{Value: "did:key:s#bafkrei"}, "sk": &dbtypes.AttributeValueMemberS{Value: "2025-01-31T00:00:00.000Z#bafyrei"},
-		"customer": &dbtypes.AttributeValueMemberS{Value: "did:mailto:a"}, "space": &dbtypes.AttributeValueMemberS{Value: "did:key:s"},
-		"servedAt": &dbtypes.AttributeValueMemberS{Value: "2025-01-31T00:00:00.000Z"}, "bytes": &dbtypes.AttributeValueMemberN{Value: "5"},
-	}
-	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: str(tables.Events), Item: row}); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 { // the second run finds the index and leaves it
-		if err := awsinit.Tables(ctx, db, tables, awsinit.Options{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: str(tables.Events)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var indexes []string
-	for _, g := range out.Table.GlobalSecondaryIndexes {
-		indexes = append(indexes, aws.ToString(g.IndexName))
-	}
-	slices.Sort(indexes)
-	if want := []string{"customer", "space", "unsettled"}; !slices.Equal(indexes, want) {
-		t.Fatalf("indexes = %v, want %v", indexes, want)
-	}
-	scan, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: str(tables.Events)})
-	if err != nil || len(scan.Items) != 1 {
-		t.Fatalf("rows after Init = %v, %v; want the one row", scan.Items, err)
-	}
-}
-
 func queueAttr(t *testing.T, client *sqs.Client, name string, attr sqstypes.QueueAttributeName) string {
 	t.Helper()
 	ctx := context.Background()
@@ -250,21 +134,22 @@ func queueAttr(t *testing.T, client *sqs.Client, name string, attr sqstypes.Queu
 	return out.Attributes[string(attr)]
 }
 
-func keyNames(ks []dbtypes.KeySchemaElement) string {
-	var hash, sortKey string
-	for _, k := range ks {
-		if k.KeyType == dbtypes.KeyTypeHash {
-			hash = aws.ToString(k.AttributeName)
-		} else {
-			sortKey = aws.ToString(k.AttributeName)
-		}
-	}
-	return hash + "," + sortKey
-}
-
 // jsonNumber prints a redrive policy's maxReceiveCount, which SQS returns as
 // a number or a string.
 func jsonNumber(v any) string {
 	b, _ := json.Marshal(v)
 	return strings.Trim(string(b), `"`)
+}
+
+// deleteTablesAtEnd deletes the tables of t that exist when the test ends.
+func deleteTablesAtEnd(t *testing.T, client *dynamodb.Client, tables awsconfig.Tables) {
+	t.Cleanup(func() {
+		for _, name := range []string{tables.Consumer, tables.Subscription, tables.Customer, awsinit.RevocationTable(tables), tables.Events, tables.Monthly, tables.Ledger} {
+			_, err := client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+			var missing *dbtypes.ResourceNotFoundException
+			if err != nil && !errors.As(err, &missing) {
+				t.Errorf("deleting table %s: %v", name, err)
+			}
+		}
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,20 +13,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/egressd/egressd/internal/awsconfig"
+	"github.com/egressd/egressd/internal/dynamotables"
 )
 
-// Index names, as Storacha's w3infra names them.
+// Index names, kept here for the callers that take them from this package;
+// the layout itself is internal/dynamotables.
 const (
-	ConsumerIndex       = "consumerV2"
-	AccountIndex        = "account"
-	EventsCustomerIndex = "customer"
-	EventsSpaceIndex    = "space"
-	MonthlySpaceIndex   = "space-month-index"
+	ConsumerIndex       = dynamotables.ConsumerIndex
+	AccountIndex        = dynamotables.CustomerAccountIndex
+	EventsCustomerIndex = dynamotables.EventsCustomerIndex
+	EventsSpaceIndex    = dynamotables.EventsSpaceIndex
+	MonthlySpaceIndex   = dynamotables.MonthlySpaceIndex
 )
 
-// EventsUnsettledIndex is egressd's own index on the events table: the
-// billing ledger's entries that Stripe has not accepted yet (see
-// billing/dynamodb).
+// EventsUnsettledIndex named an index egressd used to add to the events
+// table.
+//
+// Deprecated: no table has it: the billing ledger's state is in egressd's
+// own table (dynamotables.Ledger, index dynamotables.LedgerStateIndex).
 const EventsUnsettledIndex = "unsettled"
 
 const (
@@ -35,273 +38,212 @@ const (
 	tableActivePollDelay = time.Second
 )
 
-// table is the shape of one table: string keys, optional secondary indexes.
+// table is one table Tables handles.
 type table struct {
-	name          string
-	hash, sortKey string
-	indexes       []index
+	role   string // its parameter in the --tables URL: consumer, ..., ledger
+	name   string
+	layout dynamotables.Table
+	// queried are the indexes egressd's stores query: a table that exists
+	// must have them (with their keys and at least their projection).
+	queried []string
 }
 
-// index is a GSI; include nil projects only the keys, all projects every
-// attribute. egressd's own indexes (owned) are added to a table that exists
-// without them; an index of Storacha's layout is only checked.
-type index struct {
-	name          string
-	hash, sortKey string
-	include       []string
-	all           bool
-	owned         bool
-}
-
-// layouts are the tables of the package comment.
-func layouts(t awsconfig.Tables) []table {
+// tables pairs each name in t with its layout.
+func tables(t awsconfig.Tables) []table {
 	return []table{
-		{name: t.Consumer, hash: "subscription", sortKey: "provider", indexes: []index{
-			{name: ConsumerIndex, hash: "consumer", include: []string{"customer"}},
-		}},
-		{name: t.Customer, hash: "customer", indexes: []index{
-			{name: AccountIndex, hash: "account"},
-		}},
-		{name: t.Events, hash: "pk", sortKey: "sk", indexes: []index{
-			{name: EventsCustomerIndex, hash: "customer", sortKey: "sk", include: []string{"space", "resource", "bytes", "cause", "servedAt"}},
-			{name: EventsSpaceIndex, hash: "space", sortKey: "servedAt", include: []string{"resource", "bytes"}},
-			{name: EventsUnsettledIndex, hash: "unsettled", sortKey: "cause", all: true, owned: true},
-		}},
-		{name: t.Monthly, hash: "pk", sortKey: "sk", indexes: []index{
-			{name: MonthlySpaceIndex, hash: "space", sortKey: "month", include: []string{"bytes", "eventCount"}},
-		}},
-		{name: RevocationTable(t), hash: "revoke"},
+		{"consumer", t.Consumer, dynamotables.Consumer(), []string{dynamotables.ConsumerIndex}},
+		// The provider index serves listing a provider's customers.
+		{"subscription", t.Subscription, dynamotables.Subscription(), []string{dynamotables.SubscriptionProviderIndex}},
+		{"customer", t.Customer, dynamotables.Customer(), []string{dynamotables.CustomerAccountIndex}},
+		{"revocation", RevocationTable(t), dynamotables.Revocation(), nil},
+		{"events", t.Events, dynamotables.Events(), nil},
+		{"monthly", t.Monthly, dynamotables.Monthly(), nil},
+		{"ledger", t.Ledger, dynamotables.Ledger(), []string{dynamotables.LedgerStateIndex}},
 	}
 }
 
-// RevocationTable names the revocation table that goes with the tables t.
-// Storacha keeps it next to its consumer table (<stage>-w3infra-revocation
-// beside <stage>-w3infra-consumer), so it is the consumer table's name with
-// "revocation" in place of its trailing "consumer": dynamodb://prod-w3infra-
-// shares the revocations of Storacha's upload service, and a consumer table
-// named otherwise gets "<name>-revocation".
-//
-// awsconfig.Tables has no field for it (a revocation= parameter of the
-// --tables URL would go there); this one rule serves `aws init` and the
-// stores until it has.
+// RevocationTable names the revocation table of t: t.Revocation, or, for a
+// Tables built without one, the consumer table's name with "revocation" in
+// place of its trailing "consumer" (as Storacha names them side by side),
+// else that name followed by "-revocation".
 func RevocationTable(t awsconfig.Tables) string {
+	if t.Revocation != "" {
+		return t.Revocation
+	}
 	if prefix, ok := strings.CutSuffix(t.Consumer, awsconfig.ConsumerTable); ok {
-		return prefix + "revocation"
+		return prefix + awsconfig.RevocationTable
 	}
-	return t.Consumer + "-revocation"
+	return t.Consumer + "-" + awsconfig.RevocationTable
 }
 
-// Tables creates the customer, consumer, egress and revocation tables that do
-// not exist yet and waits until all are active. An existing table must have
-// the keys and indexes egressd reads through; it is not changed.
+// TableResult says what InitTables did with one table.
+type TableResult struct {
+	Role    string // the table's parameter in the --tables URL: consumer, subscription, ..., ledger
+	Name    string
+	Created bool // false: the table existed and was checked
+}
+
+// Tables is InitTables without the report.
 func Tables(ctx context.Context, client *dynamodb.Client, t awsconfig.Tables, opts Options) error {
-	opts = opts.withDefaults()
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, tb := range layouts(t) {
-		wg.Go(func() {
-			if err := ensureTable(ctx, client, tb, opts); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	_, err := InitTables(ctx, client, t, opts)
+	return err
 }
 
-func ensureTable(ctx context.Context, client *dynamodb.Client, tb table, opts Options) error {
-	_, err := client.CreateTable(ctx, tb.createInput())
+// InitTables checks every table of t that exists and creates, from
+// internal/dynamotables, every one that does not, then waits until all are
+// active. It never changes a table that exists: one that lacks what egressd
+// reads through is an error. With opts.Storacha, Storacha's tables must
+// exist: only egressd's ledger is created. Every table is checked before
+// any is created, so a refusal leaves the account as it was. It reports on
+// each table, in the order of the --tables URL's parameters.
+func InitTables(ctx context.Context, client *dynamodb.Client, t awsconfig.Tables, opts Options) ([]TableResult, error) {
+	opts = opts.withDefaults()
+	all := tables(t)
+	results := make([]TableResult, len(all))
+	for i, tb := range all {
+		results[i] = TableResult{Role: tb.role, Name: tb.name}
+	}
+	// The tables are independent: each phase handles them side by side.
+	each := func(f func(i int, tb table) error) error {
+		errs := make([]error, len(all))
+		var wg sync.WaitGroup
+		for i, tb := range all {
+			wg.Go(func() { errs[i] = f(i, tb) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	exists := make([]bool, len(all))
+	err := each(func(i int, tb table) error {
+		var err error
+		exists[i], err = checkTable(ctx, client, tb, opts)
+		return err
+	})
+	if err != nil {
+		return results, err
+	}
+	err = each(func(i int, tb table) error {
+		if exists[i] {
+			return readyTable(ctx, client, tb, opts)
+		}
+		var err error
+		results[i].Created, err = createTable(ctx, client, tb, opts)
+		return err
+	})
+	return results, err
+}
+
+// checkTable reports whether the table exists, and if it does, that it is
+// as egressd needs (see check). A table that does not exist is an error
+// only for Storacha's tables with opts.Storacha.
+func checkTable(ctx context.Context, client *dynamodb.Client, tb table, opts Options) (exists bool, err error) {
+	if tb.name == "" {
+		return false, fmt.Errorf("no name for the %s table", tb.role)
+	}
+	desc, err := describe(ctx, client, tb.name)
+	var missing *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &missing) && opts.Storacha && tb.layout.Storacha:
+		return false, fmt.Errorf("--storacha: table %s does not exist: create Storacha's tables with their own stack (storacha/w3infra); egressd creates only its own", tb.name)
+	case errors.As(err, &missing):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, check(tb, desc)
+}
+
+// readyTable waits until a table that exists is active (another run may be
+// creating it) and says it was checked.
+func readyTable(ctx context.Context, client *dynamodb.Client, tb table, opts Options) error {
+	if err := waitActive(ctx, client, tb.name); err != nil {
+		return err
+	}
+	opts.Log.Info("table checked", "table", tb.name, "role", tb.role)
+	warnWithoutRecovery(ctx, client, tb, opts)
+	return nil
+}
+
+// createTable creates the table from its layout, waits until it is active
+// and turns on point-in-time recovery. A table created meanwhile, by another
+// run, is checked instead (created is then false).
+func createTable(ctx context.Context, client *dynamodb.Client, tb table, opts Options) (created bool, err error) {
+	_, err = client.CreateTable(ctx, createInput(tb.name, tb.layout))
 	var inUse *types.ResourceInUseException
 	switch {
-	case err == nil:
-		opts.Log.Info("creating table", "table", tb.name)
 	case errors.As(err, &inUse):
-		desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tb.name)})
+		desc, err := describe(ctx, client, tb.name)
 		if err != nil {
-			return fmt.Errorf("checking table %s: %w", tb.name, err)
+			return false, err
 		}
-		if err := tb.check(desc.Table); err != nil {
-			return err
+		if err := check(tb, desc); err != nil {
+			return false, err
 		}
-		opts.Log.Info("table exists", "table", tb.name)
-		if err := addOwnedIndexes(ctx, client, tb, desc.Table, opts); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("creating table %s: %w", tb.name, err)
+		return false, readyTable(ctx, client, tb, opts)
+	case err != nil:
+		return false, fmt.Errorf("creating table %s: %w", tb.name, err)
 	}
+	if err := waitActive(ctx, client, tb.name); err != nil {
+		return true, err
+	}
+	opts.Log.Info("table created", "table", tb.name, "role", tb.role)
+	if tb.layout.PointInTimeRecovery {
+		if err := enableRecovery(ctx, client, tb.name, opts); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+func waitActive(ctx context.Context, client *dynamodb.Client, name string) error {
 	waiter := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
 		o.MinDelay = tableActivePollDelay
 	})
-	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tb.name)}, tableActiveTimeout); err != nil {
-		return fmt.Errorf("waiting for table %s to become active: %w", tb.name, err)
+	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, tableActiveTimeout); err != nil {
+		return fmt.Errorf("waiting for table %s to become active: %w", name, err)
 	}
 	return nil
 }
 
-func (tb table) createInput() *dynamodb.CreateTableInput {
-	var attrs []string
-	addAttr := func(name string) {
-		if name != "" && !slices.Contains(attrs, name) {
-			attrs = append(attrs, name)
-		}
+func describe(ctx context.Context, client *dynamodb.Client, name string) (*types.TableDescription, error) {
+	out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
+	if err != nil {
+		return nil, fmt.Errorf("reading table %s: %w", name, err)
 	}
-	addAttr(tb.hash)
-	addAttr(tb.sortKey)
+	if out.Table == nil {
+		return nil, fmt.Errorf("reading table %s: no description returned", name)
+	}
+	return out.Table, nil
+}
+
+// createInput is the CreateTable request for layout l under name.
+func createInput(name string, l dynamotables.Table) *dynamodb.CreateTableInput {
 	in := &dynamodb.CreateTableInput{
-		TableName:   aws.String(tb.name),
-		BillingMode: types.BillingModePayPerRequest,
-		KeySchema:   keySchema(tb.hash, tb.sortKey),
+		TableName:   aws.String(name),
+		BillingMode: l.BillingMode,
+		KeySchema:   keySchema(l.Key),
 	}
-	for _, ix := range tb.indexes {
-		addAttr(ix.hash)
-		addAttr(ix.sortKey)
-		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, ix.create())
+	for _, a := range l.Attributes() {
+		in.AttributeDefinitions = append(in.AttributeDefinitions, types.AttributeDefinition{
+			AttributeName: aws.String(a.Name), AttributeType: a.Type,
+		})
 	}
-	in.AttributeDefinitions = stringAttributes(attrs)
+	for _, ix := range l.Indexes {
+		p := &types.Projection{ProjectionType: ix.Projection}
+		if ix.Projection == types.ProjectionTypeInclude {
+			p.NonKeyAttributes = ix.NonKeyAttributes
+		}
+		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, types.GlobalSecondaryIndex{
+			IndexName: aws.String(ix.Name), KeySchema: keySchema(ix.Key), Projection: p,
+		})
+	}
 	return in
 }
 
-func (ix index) create() types.GlobalSecondaryIndex {
-	projection := &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly}
-	switch {
-	case ix.all:
-		projection = &types.Projection{ProjectionType: types.ProjectionTypeAll}
-	case len(ix.include) > 0:
-		projection = &types.Projection{ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: ix.include}
-	}
-	return types.GlobalSecondaryIndex{
-		IndexName:  aws.String(ix.name),
-		KeySchema:  keySchema(ix.hash, ix.sortKey),
-		Projection: projection,
-	}
-}
-
-func stringAttributes(names []string) []types.AttributeDefinition {
-	var defs []types.AttributeDefinition
-	for _, a := range names {
-		defs = append(defs, types.AttributeDefinition{AttributeName: aws.String(a), AttributeType: types.ScalarAttributeTypeS})
-	}
-	return defs
-}
-
-// addOwnedIndexes adds egressd's own indexes to a table that exists without
-// them (Storacha's egress-traffic-events, say) and waits until they are
-// active. It changes no row: the indexes are sparse, holding only rows that
-// egressd writes with their key attribute.
-func addOwnedIndexes(ctx context.Context, client *dynamodb.Client, tb table, d *types.TableDescription, opts Options) error {
-	for _, ix := range tb.indexes {
-		if !ix.owned || hasIndex(d, ix.name) {
-			continue
-		}
-		var attrs []string
-		for _, a := range []string{ix.hash, ix.sortKey} {
-			if a != "" {
-				attrs = append(attrs, a)
-			}
-		}
-		create := ix.create()
-		_, err := client.UpdateTable(ctx, &dynamodb.UpdateTableInput{
-			TableName:            aws.String(tb.name),
-			AttributeDefinitions: stringAttributes(attrs),
-			GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
-				IndexName:  create.IndexName,
-				KeySchema:  create.KeySchema,
-				Projection: create.Projection,
-			}}},
-		})
-		if err != nil {
-			return fmt.Errorf("adding index %s to table %s: %w", ix.name, tb.name, err)
-		}
-		opts.Log.Info("adding index", "table", tb.name, "index", ix.name)
-		if err := waitIndexActive(ctx, client, tb.name, ix.name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func hasIndex(d *types.TableDescription, name string) bool {
-	return slices.ContainsFunc(d.GlobalSecondaryIndexes, func(g types.GlobalSecondaryIndexDescription) bool {
-		return aws.ToString(g.IndexName) == name
-	})
-}
-
-// waitIndexActive polls until the index has been built (DynamoDB backfills
-// it from the table first).
-func waitIndexActive(ctx context.Context, client *dynamodb.Client, table, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, tableActiveTimeout)
-	defer cancel()
-	for {
-		out, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
-		if err != nil {
-			return fmt.Errorf("waiting for index %s of table %s: %w", name, table, err)
-		}
-		for _, g := range out.Table.GlobalSecondaryIndexes {
-			if aws.ToString(g.IndexName) == name && g.IndexStatus == types.IndexStatusActive {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for index %s of table %s to become active: %w", name, table, ctx.Err())
-		case <-time.After(tableActivePollDelay):
-		}
-	}
-}
-
-func keySchema(hash, sortKey string) []types.KeySchemaElement {
-	ks := []types.KeySchemaElement{{AttributeName: aws.String(hash), KeyType: types.KeyTypeHash}}
-	if sortKey != "" {
-		ks = append(ks, types.KeySchemaElement{AttributeName: aws.String(sortKey), KeyType: types.KeyTypeRange})
+func keySchema(k dynamotables.Key) []types.KeySchemaElement {
+	ks := []types.KeySchemaElement{{AttributeName: aws.String(k.Hash.Name), KeyType: types.KeyTypeHash}}
+	if k.Range.Name != "" {
+		ks = append(ks, types.KeySchemaElement{AttributeName: aws.String(k.Range.Name), KeyType: types.KeyTypeRange})
 	}
 	return ks
-}
-
-// check reports how an existing table differs from the layout egressd reads
-// (keys and index keys; projections and extra indexes are the owner's business).
-func (tb table) check(d *types.TableDescription) error {
-	if d == nil {
-		return fmt.Errorf("checking table %s: no description returned", tb.name)
-	}
-	if got, want := describeKeys(d.KeySchema), describeKeys(keySchema(tb.hash, tb.sortKey)); got != want {
-		return fmt.Errorf("table %s exists with key %s; egressd needs %s", tb.name, got, want)
-	}
-	for _, ix := range tb.indexes {
-		if ix.owned && !hasIndex(d, ix.name) {
-			continue // addOwnedIndexes adds it
-		}
-		i := slices.IndexFunc(d.GlobalSecondaryIndexes, func(g types.GlobalSecondaryIndexDescription) bool {
-			return aws.ToString(g.IndexName) == ix.name
-		})
-		if i < 0 {
-			return fmt.Errorf("table %s exists without the global secondary index %s (%s) that egressd queries; add it",
-				tb.name, ix.name, describeKeys(keySchema(ix.hash, ix.sortKey)))
-		}
-		if got, want := describeKeys(d.GlobalSecondaryIndexes[i].KeySchema), describeKeys(keySchema(ix.hash, ix.sortKey)); got != want {
-			return fmt.Errorf("table %s: index %s has key %s; egressd needs %s", tb.name, ix.name, got, want)
-		}
-	}
-	return nil
-}
-
-func describeKeys(ks []types.KeySchemaElement) string {
-	var hash, sortKey string
-	for _, k := range ks {
-		switch k.KeyType {
-		case types.KeyTypeHash:
-			hash = aws.ToString(k.AttributeName)
-		case types.KeyTypeRange:
-			sortKey = aws.ToString(k.AttributeName)
-		}
-	}
-	if sortKey == "" {
-		return hash + " (HASH)"
-	}
-	return hash + " (HASH), " + sortKey + " (RANGE)"
 }
