@@ -2,16 +2,21 @@ package main_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/ipfs/go-cid"
 	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	"github.com/multiformats/go-multihash"
@@ -23,7 +28,9 @@ import (
 
 	"github.com/egressd/egressd/billing/stripe/stripetest"
 	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/internal/awsconfig"
 	"github.com/egressd/egressd/internal/awstest"
+	"github.com/egressd/egressd/internal/storachatest"
 	"github.com/egressd/egressd/internal/testenv"
 )
 
@@ -297,7 +304,7 @@ func usageAWS(t *testing.T, env, backend []string) usageJSON {
 
 // TestBillingRedriveOnAWS is the billing tour on DynamoDB: an event of a
 // customer without a Stripe account stays unbillable, `billing list` finds
-// it (through the ledger's unsettled index), and once the account is set
+// it (through the ledger table's state index), and once the account is set
 // `billing redrive` bills it, once.
 func TestBillingRedriveOnAWS(t *testing.T) {
 	env := awsEnv(t)
@@ -350,4 +357,113 @@ func TestBillingRedriveOnAWS(t *testing.T) {
 		t.Fatalf("after redrive: %+v; want one reported event of 2048 bytes, counted once", u)
 	}
 	srv.stop(t)
+}
+
+// TestAWSInitStoracha is `egressd aws init --storacha` on tables made as
+// Storacha's stack makes them: it names each table and what it did (checked
+// Storacha's six, created egressd's ledger), Storacha's schemas are the same
+// after as before, and a second run only checks.
+func TestAWSInitStoracha(t *testing.T) {
+	env := awsEnv(t)
+	db := awsconfig.NewDynamoDB(awstest.Config(t))
+	prefix := awstest.Name("w3infra") + "-"
+	storachatest.CreateTables(t, db, prefix)
+	before := map[string]string{}
+	for _, tb := range storachatest.Tables() {
+		before[tb.Name] = storachatest.Describe(t, db, prefix+tb.Name)
+	}
+	args := []string{"aws", "init", "--storacha", "--tables", "dynamodb://" + prefix}
+	for run, ledger := range []string{"created", "checked"} {
+		out := runEnv(t, env, args...)
+		for _, want := range []string{
+			"table " + prefix + "consumer (consumer): checked",
+			"table " + prefix + "subscription (subscription): checked",
+			"table " + prefix + "customer (customer): checked",
+			"table " + prefix + "revocation (revocation): checked",
+			"table " + prefix + "egress-traffic-events (events): checked",
+			"table " + prefix + "egress-traffic-monthly (monthly): checked",
+			"table " + prefix + "egressd-ledger (ledger): " + ledger,
+		} {
+			if !strings.Contains(out, want+"\n") {
+				t.Errorf("aws init --storacha, run %d, printed:\n%s\nwant the line %q", run+1, out, want)
+			}
+		}
+	}
+	for _, tb := range storachatest.Tables() {
+		if after := storachatest.Describe(t, db, prefix+tb.Name); after != before[tb.Name] {
+			t.Errorf("aws init --storacha changed table %s:\nbefore:\n%s\nafter:\n%s", prefix+tb.Name, before[tb.Name], after)
+		}
+	}
+}
+
+// TestAWSInitRefusesTables: aws init fails, saying why, on a Storacha table
+// that is not laid out as egressd needs, and with --storacha on a Storacha
+// table that does not exist; it creates nothing then.
+func TestAWSInitRefusesTables(t *testing.T) {
+	env := awsEnv(t)
+	db := awsconfig.NewDynamoDB(awstest.Config(t))
+	prefix := awstest.Name("refused") + "-"
+	for _, tb := range storachatest.Tables() {
+		switch tb.Name {
+		case storachatest.Subscription:
+			continue // missing
+		case storachatest.Consumer:
+			tb.Indexes = slices.DeleteFunc(tb.Indexes, func(ix storachatest.Index) bool { return ix.Name == "consumerV2" })
+		}
+		storachatest.CreateTable(t, db, prefix+tb.Name, tb)
+	}
+	before := map[string]string{}
+	for _, tb := range storachatest.Tables() {
+		if tb.Name != storachatest.Subscription {
+			before[tb.Name] = storachatest.Describe(t, db, prefix+tb.Name)
+		}
+	}
+	for _, tc := range []struct {
+		flags []string
+		want  []string
+	}{
+		{[]string{"--storacha"}, []string{
+			"--storacha: table " + prefix + "subscription does not exist: create Storacha's tables with their own stack",
+			"table " + prefix + "consumer (consumer) is not laid out as egressd needs: it has no global secondary index consumerV2",
+			"egressd never changes a table it did not create",
+		}},
+		{nil, []string{
+			"table " + prefix + "consumer (consumer) is not laid out as egressd needs: it has no global secondary index consumerV2",
+		}},
+	} {
+		stderr := awsInitFails(t, env, append(tc.flags, "--tables", "dynamodb://"+prefix)...)
+		for _, want := range tc.want {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("aws init %v failed with:\n%s\nwant it to say %q", tc.flags, stderr, want)
+			}
+		}
+	}
+	for _, name := range []string{prefix + "subscription", prefix + "egressd-ledger"} {
+		_, err := db.DescribeTable(context.Background(), &awsdynamodb.DescribeTableInput{TableName: aws.String(name)})
+		var missing *dbtypes.ResourceNotFoundException
+		if !errors.As(err, &missing) {
+			t.Errorf("table %s after a refused aws init: %v, want it not to exist", name, err)
+		}
+	}
+	for _, tb := range storachatest.Tables() {
+		if was, ok := before[tb.Name]; ok {
+			if after := storachatest.Describe(t, db, prefix+tb.Name); after != was {
+				t.Errorf("a refused aws init changed table %s:\nbefore:\n%s\nafter:\n%s", prefix+tb.Name, was, after)
+			}
+		}
+	}
+}
+
+// awsInitFails runs `egressd aws init args...`, which must fail, and
+// returns its stderr.
+func awsInitFails(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(egressdBinary(t), append([]string{"aws", "init"}, args...)...)
+	cmd.Env = isolatedEnv(env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("egressd aws init %s succeeded, want a failure", strings.Join(args, " "))
+	}
+	return stderr.String()
 }
