@@ -1,66 +1,57 @@
-// Package dynamodb is the billing ledger on DynamoDB, in tables laid out as
-// Storacha's w3infra egress-traffic-events and egress-traffic-monthly, so the
-// reports that read those tables keep working when egressd writes them.
+// Package dynamodb is the billing ledger on DynamoDB. It writes Storacha's
+// w3infra egress-traffic-events and egress-traffic-monthly rows exactly as
+// w3infra writes them, so Storacha's reports keep working, and keeps its own
+// state (each event's ledger state and reason) in a table of its own, so
+// that no table of Storacha's gains an attribute, an index or a schema change.
 //
-// Events table, one row per event ever recorded (w3infra's attributes first):
+// Storacha's events table, one row per event (w3infra's attributes only):
 //
-//	pk          "<space>#<resource>"                 (table HASH key)
-//	sk          "<servedAt>#<cause>"                 (table RANGE key)
-//	space, customer, resource, cause
+//	pk          "<space>#<resource>"                 (HASH)
+//	sk          "<servedAt>#<cause>"                 (RANGE)
+//	space, customer, resource, cause   S
 //	servedAt    ISO 8601 UTC with milliseconds, as JavaScript's toISOString
 //	bytes       N
-//	state       pending | reported | unbillable | failed  (egressd's)
-//	reason      why unbillable or failed, else ""         (egressd's)
-//	recordedAt, updatedAt   ISO 8601                       (egressd's)
-//	unsettled   "<state>#<shard>" while state is not reported; removed once
-//	            it is. The key of egressd's sparse GSI "unsettled" (RANGE
-//	            cause, all attributes), through which redrive lists work.
 //
-// Monthly table, one row per customer, month and space (w3infra's exactly):
+// Storacha's monthly table, one row per customer, month and space:
 //
 //	pk          "customer#<customer>"
 //	sk          "<YYYY-MM>#<space>"
-//	space, month, bytes N, eventCount N
+//	space, month S; bytes, eventCount N (ADDed)
 //
-// Record is one TransactWriteItems: a Put of the event row on condition that
-// its key does not exist, and an Update that ADDs bytes and 1 to eventCount on
-// the monthly row (and SETs space and month, as w3infra does). Either both
-// happen or neither, so a retried or duplicated event can never count twice.
-// A cancelled transaction whose put failed its condition is a duplicate: the
-// stored row comes back with the cancellation and is returned, not new.
-// The update is conditional too: on bytes staying within int64 after the
-// ADD. When that fails, a second transaction puts the event row as failed
-// ("monthly total would overflow") and ADDs only 1 to eventCount; the entry
-// is returned not new, so the worker acknowledges it without billing it.
+// egressd's ledger table (<prefix>egressd-ledger, HASH pk, RANGE sk, GSI
+// "state" on stateKey + stateSort, all attributes), two kinds of item:
 //
-// The row key is the event's space, resource, servedAt and cause, all taken
-// from the signed invocation whose CID is the cause, so one cause always
-// yields one key: dedup on the key is dedup on the cause. Rows that w3infra
-// wrote have no state: they are read as reported, and never marked again.
+//	entry       pk "entry#<cause>", sk "entry": the event's attributes,
+//	            month, state, reason, recordedAt, updatedAt, and
+//	            stateKey "<state>#<shard>" (16 shards by cause) with
+//	            stateSort = cause: every entry is in the state index, so
+//	            listing any state (reported included) is a query.
+//	month       pk "month#<YYYY-MM>", sk "<customer>#<space>": that the
+//	            month has a total for this customer and space, so usage
+//	            of every customer is a query, not a scan of Storacha's
+//	            monthly table (which has no index by month).
 //
-// Costs, for an operator sizing the tables (RCU/WCU per call; rows are about
-// 0.5 KB):
+// Record is one TransactWriteItems: the entry, put on condition that its
+// cause is new (the dedup), and the monthly row's ADD of bytes and 1 to
+// eventCount (conditional on the total staying within int64), plus the
+// month item the first time this process counts a customer and space in a
+// month (a plain SET, so repeating it costs nothing but the write). The
+// Storacha events row follows with a plain put: its key and content are
+// fixed by the event, so writing it again is harmless, and a redelivered
+// event that is still pending writes it again, mending a crash between the
+// two. Before all this, one read of the events row tells whether w3infra
+// itself recorded the event (during a cut-over from Storacha's pipeline):
+// then the entry goes in as reported, and nothing is counted twice.
 //
-//	Record    one transaction: 2 writes, billed double (about 4 WCU), plus
-//	          one write to the unsettled index. The overflow condition
-//	          costs nothing more; an event refused by it takes a second
-//	          transaction of the same size.
-//	Mark      one conditional UpdateItem (1 WCU) plus the unsettled index
-//	          write (moving the row, or removing it once reported).
-//	Entries   of pending, unbillable or failed entries: queries on the
-//	          unsettled index, one per state and shard (16 shards), reading
-//	          only those entries (a customer filter reads the others too).
-//	          Listing reported entries scans the whole events table: it is
-//	          meant for small tables and tests; use Usage for totals.
-//	Usage     with a customer: one query on the monthly table's key. For all
-//	          customers: a scan of the monthly table (one row per customer,
-//	          space and month ever served).
-//	Count     Usage's reads, plus a count query per unsettled state and
-//	          shard; reported is the month's eventCount minus the others.
+// Costs, for an operator sizing the tables (WCU per event, items under 1 KB,
+// transactional writes and their index writes billed double):
 //
-// The unsettled index is eventually consistent: Entries and Count lag writes
-// by the index's propagation delay (usually well under a second). Record and
-// Mark are strongly consistent.
+//	Record   the entry and its state index entry (4), the monthly row and
+//	         its index (4), the events row and its two indexes (3), and
+//	         one strongly consistent read (1 RCU).
+//	Mark     the entry (1) and its move in the state index (2).
+//
+// Rows w3infra wrote have no entry: they are read as reported.
 package dynamodb
 
 import (
@@ -77,17 +68,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/egressd/egressd/billing"
 )
 
-// DefaultUnsettledIndex is the events table's index of entries not yet
-// reported (internal/awsinit creates it).
-const DefaultUnsettledIndex = "unsettled"
+// DefaultStateIndex is the ledger table's index of entries by state.
+const DefaultStateIndex = "state"
 
-// shards spreads each state of the unsettled index over this many partition
-// keys, so that recording and settling events (every event enters and leaves
-// the index) is not bounded by one partition's write rate.
+// shards spreads each state of the state index over this many partition
+// keys, so that recording and settling events is not bounded by one
+// partition's write rate.
 const shards = 16
 
 // recordAttempts bounds the transactions one Record tries when concurrent
@@ -95,40 +86,58 @@ const shards = 16
 // monthly row) cancel it with TransactionConflict.
 const recordAttempts = 12
 
+// monthsSeen bounds the customer-space-months this process remembers having
+// registered in the ledger table.
+const monthsSeen = 65536
+
 // timeLayout is JavaScript's Date.prototype.toISOString, which w3infra writes.
 const timeLayout = "2006-01-02T15:04:05.000Z"
 
 // Tables names the tables a Ledger uses.
 type Tables struct {
+	// Events and Monthly are Storacha's egress-traffic tables.
 	Events  string
 	Monthly string
-	// UnsettledIndex is the events table's index of entries not yet
-	// reported (default DefaultUnsettledIndex).
-	UnsettledIndex string
+	// Ledger is egressd's own table.
+	Ledger string
+	// StateIndex is the ledger table's index by state (default DefaultStateIndex).
+	StateIndex string
 }
 
-// Ledger is the DynamoDB billing.Ledger.
+// Ledger is a billing.Ledger on DynamoDB.
 type Ledger struct {
 	client *dynamodb.Client
 	tables Tables
 	now    func() time.Time
+	// registered remembers the month items this process has written.
+	registered *lru.Cache[string, struct{}]
 }
 
 var _ billing.Ledger = (*Ledger)(nil)
 
-// New returns a Ledger on existing tables (see internal/awsinit to create them).
+// New returns a ledger on the given tables.
 func New(client *dynamodb.Client, tables Tables) *Ledger {
-	if tables.UnsettledIndex == "" {
-		tables.UnsettledIndex = DefaultUnsettledIndex
+	if tables.StateIndex == "" {
+		tables.StateIndex = DefaultStateIndex
 	}
-	return &Ledger{client: client, tables: tables, now: time.Now}
+	registered, _ := lru.New[string, struct{}](monthsSeen)
+	return &Ledger{client: client, tables: tables, now: time.Now, registered: registered}
 }
 
-// Record puts the event row and counts it in the monthly row in one
-// transaction, or returns the row already stored under the event's key.
+// Record counts a new event in the monthly totals and writes its entry and
+// its Storacha row, or returns the entry already stored for its cause.
 func (l *Ledger) Record(ctx context.Context, ev billing.Event) (billing.Entry, bool, error) {
 	if err := ev.Validate(); err != nil {
 		return billing.Entry{}, false, fmt.Errorf("recording event: %w", err)
+	}
+	if byStoracha, err := l.recordedByStoracha(ctx, ev); err != nil {
+		return billing.Entry{}, false, fmt.Errorf("recording %s: %w", ev.Cause, err)
+	} else if byStoracha {
+		entry, isNew, err := l.adopt(ctx, ev)
+		if err != nil {
+			return billing.Entry{}, false, fmt.Errorf("recording %s: %w", ev.Cause, err)
+		}
+		return entry, isNew, nil
 	}
 	for attempt := 1; ; attempt++ {
 		entry, isNew, conflict, err := l.record(ctx, ev)
@@ -136,6 +145,13 @@ func (l *Ledger) Record(ctx context.Context, ev billing.Event) (billing.Entry, b
 			return billing.Entry{}, false, fmt.Errorf("recording %s: %w", ev.Cause, err)
 		}
 		if !conflict {
+			// The Storacha row of a counted event still pending: new, or
+			// redelivered after a stop before its row was written.
+			if entry.State == billing.Pending {
+				if _, err := l.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(l.tables.Events), Item: eventRow(ev)}); err != nil {
+					return billing.Entry{}, false, fmt.Errorf("recording %s: writing the events row: %w", ev.Cause, err)
+				}
+			}
 			return entry, isNew, nil
 		}
 		if attempt == recordAttempts {
@@ -157,36 +173,40 @@ func (l *Ledger) Record(ctx context.Context, ev billing.Event) (billing.Entry, b
 func (l *Ledger) record(ctx context.Context, ev billing.Event) (entry billing.Entry, isNew, conflict bool, err error) {
 	now := l.now()
 	month := billing.Month(ev.ServedAt)
-	item := eventItem(ev, now)
-	_, err = l.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-		TransactItems: []types.TransactWriteItem{
-			{Put: &types.Put{
-				TableName:                           aws.String(l.tables.Events),
-				Item:                                item,
-				ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			}},
-			{Update: &types.Update{
-				TableName:        aws.String(l.tables.Monthly),
-				Key:              monthlyKey(ev, month),
-				UpdateExpression: aws.String("SET #space = :space, #month = :month ADD #bytes :bytes, eventCount :one"),
-				// DynamoDB's 38-digit numbers would hold a larger sum, but
-				// every reader (this package, w3infra's JavaScript) takes
-				// it as a 64-bit or double number: keep totals in int64.
-				ConditionExpression:      aws.String("attribute_not_exists(#bytes) OR #bytes <= :room"),
-				ExpressionAttributeNames: map[string]string{"#space": "space", "#month": "month", "#bytes": "bytes"},
-				ExpressionAttributeValues: map[string]types.AttributeValue{
-					":space": str(ev.Space),
-					":month": str(month),
-					":bytes": num(ev.Bytes),
-					":one":   num(1),
-					":room":  num(math.MaxInt64 - ev.Bytes),
-				},
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			}},
-		},
-	})
+	item := entryItem(ev, billing.Pending, "", now)
+	items := []types.TransactWriteItem{
+		{Put: &types.Put{
+			TableName:                           aws.String(l.tables.Ledger),
+			Item:                                item,
+			ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}},
+		{Update: &types.Update{
+			TableName:        aws.String(l.tables.Monthly),
+			Key:              monthlyKey(ev, month),
+			UpdateExpression: aws.String("SET #space = :space, #month = :month ADD #bytes :bytes, eventCount :one"),
+			// DynamoDB's 38-digit numbers would hold a larger sum, but
+			// every reader (this package, w3infra's JavaScript) takes
+			// it as a 64-bit or double number: keep totals in int64.
+			ConditionExpression:      aws.String("attribute_not_exists(#bytes) OR #bytes <= :room"),
+			ExpressionAttributeNames: map[string]string{"#space": "space", "#month": "month", "#bytes": "bytes"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":space": str(ev.Space),
+				":month": str(month),
+				":bytes": num(ev.Bytes),
+				":one":   num(1),
+				":room":  num(math.MaxInt64 - ev.Bytes),
+			},
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}},
+	}
+	register := l.monthItem(ev, month)
+	if register != nil {
+		items = append(items, *register)
+	}
+	_, err = l.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
 	if err == nil {
+		l.registered.Add(monthKey(ev, month), struct{}{})
 		e, err := decodeEntry(item)
 		return e, true, false, err
 	}
@@ -211,14 +231,70 @@ func (l *Ledger) record(ctx context.Context, ev billing.Event) (entry billing.En
 	return billing.Entry{}, false, false, err
 }
 
+// adopt records, as reported, an event whose row w3infra wrote itself:
+// Storacha's pipeline counted and billed it already.
+func (l *Ledger) adopt(ctx context.Context, ev billing.Event) (billing.Entry, bool, error) {
+	item := entryItem(ev, billing.Reported, "recorded by Storacha's own pipeline", l.now())
+	_, err := l.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                           aws.String(l.tables.Ledger),
+		Item:                                item,
+		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var failed *types.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		e, err := l.stored(ctx, ev, failed.Item)
+		return e, false, err
+	}
+	if err != nil {
+		return billing.Entry{}, false, fmt.Errorf("adopting Storacha's record of it: %w", err)
+	}
+	e, err := decodeEntry(item)
+	return e, false, err
+}
+
+// recordedByStoracha reads whether ev's row in Storacha's events table
+// exists, written by w3infra (egressd writes it only after its entry).
+func (l *Ledger) recordedByStoracha(ctx context.Context, ev billing.Event) (bool, error) {
+	out, err := l.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(l.tables.Events), Key: eventKey(ev), ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("pk"),
+	})
+	if err != nil {
+		return false, fmt.Errorf("reading Storacha's events row: %w", err)
+	}
+	return len(out.Item) > 0, nil
+}
+
+// monthItem is the write that registers ev's customer and space in its
+// month, or nil when this process has written it already.
+func (l *Ledger) monthItem(ev billing.Event, month string) *types.TransactWriteItem {
+	if l.registered.Contains(monthKey(ev, month)) {
+		return nil
+	}
+	return &types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(l.tables.Ledger),
+		Key: map[string]types.AttributeValue{
+			"pk": str("month#" + month),
+			"sk": str(ev.Customer + "#" + ev.Space),
+		},
+		UpdateExpression:          aws.String("SET customer = :customer, #space = :space"),
+		ExpressionAttributeNames:  map[string]string{"#space": "space"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":customer": str(ev.Customer), ":space": str(ev.Space)},
+	}}
+}
+
+func monthKey(ev billing.Event, month string) string {
+	return month + " " + ev.Customer + " " + ev.Space
+}
+
 // refuse records ev as failed because its month's total (monthly, the row
-// as the cancelled transaction found it) cannot take its bytes: the event
-// row goes in with the reason, and the monthly row counts it as an event of
-// the month without its bytes, so that Count (which derives reported
-// entries from eventCount) stays right. Billing it would charge for bytes
-// the totals never show; an operator sees it, and can redrive it. Like
-// Record, it is one transaction; a duplicate that won the race is returned
-// as stored.
+// as the cancelled transaction found it) cannot take its bytes: the entry
+// goes in with the reason, and the monthly row counts it as an event of the
+// month without its bytes, so that Count (which derives reported entries
+// from eventCount) stays right. Billing it would charge for bytes the totals
+// never show; an operator sees it, and can redrive it. Like Record, it is
+// one transaction; a duplicate that won the race is returned as stored.
 func (l *Ledger) refuse(ctx context.Context, ev billing.Event, month string, monthly map[string]types.AttributeValue) (entry billing.Entry, isNew, conflict bool, err error) {
 	total := "nothing"
 	if v, ok := monthly["bytes"].(*types.AttributeValueMemberN); ok {
@@ -226,14 +302,11 @@ func (l *Ledger) refuse(ctx context.Context, ev billing.Event, month string, mon
 	}
 	reason := fmt.Sprintf("%s: the %s total of space %s holds %s bytes, and %d more would pass %d",
 		billing.ReasonTotalOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
-	item := eventItem(ev, l.now())
-	item["state"] = str(string(billing.Failed))
-	item["reason"] = str(reason)
-	item["unsettled"] = str(unsettledKey(billing.Failed, ev.Cause))
+	item := entryItem(ev, billing.Failed, reason, l.now())
 	_, err = l.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
 		TransactItems: []types.TransactWriteItem{
 			{Put: &types.Put{
-				TableName:                           aws.String(l.tables.Events),
+				TableName:                           aws.String(l.tables.Ledger),
 				Item:                                item,
 				ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
 				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -269,12 +342,12 @@ func (l *Ledger) refuse(ctx context.Context, ev billing.Event, month string, mon
 	return billing.Entry{}, false, false, fmt.Errorf("refusing it in the monthly totals: %w", err)
 }
 
-// stored decodes the row a failed put condition returned, reading it when
+// stored decodes the entry a failed put condition returned, reading it when
 // the cancellation did not carry it.
 func (l *Ledger) stored(ctx context.Context, ev billing.Event, item map[string]types.AttributeValue) (billing.Entry, error) {
 	if len(item) == 0 {
 		var err error
-		if item, err = l.get(ctx, ev); err != nil {
+		if item, err = l.get(ctx, ev.Cause); err != nil {
 			return billing.Entry{}, fmt.Errorf("reading the existing entry: %w", err)
 		}
 	}
@@ -293,12 +366,12 @@ func monthlyKey(ev billing.Event, month string) map[string]types.AttributeValue 
 	}
 }
 
-// get reads the event's row with a consistent read; billing.ErrNotFound when
-// there is none.
-func (l *Ledger) get(ctx context.Context, ev billing.Event) (map[string]types.AttributeValue, error) {
+// get reads the entry of cause with a consistent read; billing.ErrNotFound
+// when there is none.
+func (l *Ledger) get(ctx context.Context, cause string) (map[string]types.AttributeValue, error) {
 	out, err := l.client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(l.tables.Events),
-		Key:            eventKey(ev),
+		TableName:      aws.String(l.tables.Ledger),
+		Key:            entryKey(cause),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -316,27 +389,20 @@ func (l *Ledger) Mark(ctx context.Context, ev billing.Event, state billing.State
 	if _, err := billing.ParseState(string(state)); err != nil {
 		return err
 	}
-	set := "SET #state = :state, #reason = :reason, updatedAt = :now"
-	values := map[string]types.AttributeValue{
-		":state":    str(string(state)),
-		":reason":   str(reason),
-		":now":      str(formatTime(l.now())),
-		":reported": str(string(billing.Reported)),
-	}
-	update := set + " REMOVE unsettled"
-	if state != billing.Reported {
-		update = set + ", unsettled = :unsettled"
-		values[":unsettled"] = str(unsettledKey(state, ev.Cause))
-	}
 	_, err := l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:        aws.String(l.tables.Events),
-		Key:              eventKey(ev),
-		UpdateExpression: aws.String(update),
-		// A row without a state (w3infra wrote it) fails the condition:
-		// such rows are final, like reported ones. So does a missing row.
-		ConditionExpression:                 aws.String("attribute_exists(#state) AND #state <> :reported"),
-		ExpressionAttributeNames:            map[string]string{"#state": "state", "#reason": "reason"},
-		ExpressionAttributeValues:           values,
+		TableName:        aws.String(l.tables.Ledger),
+		Key:              entryKey(ev.Cause),
+		UpdateExpression: aws.String("SET #state = :state, #reason = :reason, updatedAt = :now, stateKey = :stateKey"),
+		// A missing entry fails the condition too (attribute_exists).
+		ConditionExpression:      aws.String("attribute_exists(pk) AND #state <> :reported"),
+		ExpressionAttributeNames: map[string]string{"#state": "state", "#reason": "reason"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":state":    str(string(state)),
+			":reason":   str(reason),
+			":now":      str(formatTime(l.now())),
+			":reported": str(string(billing.Reported)),
+			":stateKey": str(stateKey(state, ev.Cause)),
+		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var failed *types.ConditionalCheckFailedException
@@ -345,7 +411,7 @@ func (l *Ledger) Mark(ctx context.Context, ev billing.Event, state billing.State
 		if len(failed.Item) > 0 {
 			return nil
 		}
-		if _, err := l.get(ctx, ev); err != nil {
+		if _, err := l.get(ctx, ev.Cause); err != nil {
 			return fmt.Errorf("marking %s %s: %w", ev.Cause, state, err)
 		}
 		return nil
@@ -356,7 +422,7 @@ func (l *Ledger) Mark(ctx context.Context, ev billing.Event, state billing.State
 	return nil
 }
 
-// eventKey is the events-table key of ev, as w3infra encodes it.
+// eventKey is the key of ev's row in Storacha's events table.
 func eventKey(ev billing.Event) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		"pk": str(ev.Space + "#" + ev.Resource),
@@ -364,25 +430,47 @@ func eventKey(ev billing.Event) map[string]types.AttributeValue {
 	}
 }
 
-// eventItem is the row Record writes for a new event.
-func eventItem(ev billing.Event, now time.Time) map[string]types.AttributeValue {
-	item := eventKey(ev)
+// eventRow is ev's row in Storacha's events table: w3infra's attributes
+// and nothing else.
+func eventRow(ev billing.Event) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk":       str(ev.Space + "#" + ev.Resource),
+		"sk":       str(formatTime(ev.ServedAt) + "#" + ev.Cause),
+		"space":    str(ev.Space),
+		"customer": str(ev.Customer),
+		"resource": str(ev.Resource),
+		"servedAt": str(formatTime(ev.ServedAt)),
+		"bytes":    num(ev.Bytes),
+		"cause":    str(ev.Cause),
+	}
+}
+
+// entryKey is the ledger-table key of the entry of cause.
+func entryKey(cause string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": str("entry#" + cause), "sk": str("entry")}
+}
+
+// entryItem is the ledger entry of ev in state.
+func entryItem(ev billing.Event, state billing.State, reason string, now time.Time) map[string]types.AttributeValue {
+	item := entryKey(ev.Cause)
+	item["cause"] = str(ev.Cause)
 	item["space"] = str(ev.Space)
 	item["customer"] = str(ev.Customer)
 	item["resource"] = str(ev.Resource)
 	item["servedAt"] = str(formatTime(ev.ServedAt))
+	item["month"] = str(billing.Month(ev.ServedAt))
 	item["bytes"] = num(ev.Bytes)
-	item["cause"] = str(ev.Cause)
-	item["state"] = str(string(billing.Pending))
-	item["reason"] = str("")
+	item["state"] = str(string(state))
+	item["reason"] = str(reason)
 	item["recordedAt"] = str(formatTime(now))
 	item["updatedAt"] = str(formatTime(now))
-	item["unsettled"] = str(unsettledKey(billing.Pending, ev.Cause))
+	item["stateKey"] = str(stateKey(state, ev.Cause))
+	item["stateSort"] = str(ev.Cause)
 	return item
 }
 
-// decodeEntry reads an events-table row (or an unsettled-index item, which
-// carries every attribute).
+// decodeEntry reads a ledger entry, or a row of Storacha's events table
+// (which w3infra reported itself: no state means reported).
 func decodeEntry(item map[string]types.AttributeValue) (billing.Entry, error) {
 	var e billing.Entry
 	e.Space = stringAttr(item, "space")
@@ -397,12 +485,10 @@ func decodeEntry(item map[string]types.AttributeValue) (billing.Entry, error) {
 	if e.ServedAt, err = timeAttr(item, "servedAt"); err != nil {
 		return billing.Entry{}, err
 	}
-	// Rows w3infra wrote carry none of the ledger's attributes: it reported
-	// them itself.
 	e.State = billing.Reported
 	if s := stringAttr(item, "state"); s != "" {
 		if e.State, err = billing.ParseState(s); err != nil {
-			return billing.Entry{}, fmt.Errorf("row %s: %w", e.Cause, err)
+			return billing.Entry{}, fmt.Errorf("entry %s: %w", e.Cause, err)
 		}
 	}
 	if e.RecordedAt, err = timeAttr(item, "recordedAt"); err != nil {
@@ -414,14 +500,14 @@ func decodeEntry(item map[string]types.AttributeValue) (billing.Entry, error) {
 	return e, nil
 }
 
-// unsettledKey is the unsettled-index partition of an entry in state.
-func unsettledKey(state billing.State, cause string) string {
+// stateKey is the state-index partition of an entry in state.
+func stateKey(state billing.State, cause string) string {
 	h := fnv.New32a()
 	h.Write([]byte(cause))
-	return unsettledPartition(state, int(h.Sum32()%shards))
+	return statePartition(state, int(h.Sum32()%shards))
 }
 
-func unsettledPartition(state billing.State, shard int) string {
+func statePartition(state billing.State, shard int) string {
 	return string(state) + "#" + strconv.Itoa(shard)
 }
 

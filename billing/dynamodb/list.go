@@ -18,11 +18,12 @@ import (
 // queryConcurrency bounds the index queries one Entries or Count runs at once.
 const queryConcurrency = 8
 
-// unsettledStates are the states the unsettled index holds.
+// unsettledStates are the states an entry can leave.
 var unsettledStates = []billing.State{billing.Pending, billing.Unbillable, billing.Failed}
 
-// Entries lists entries matching f, ordered by cause: from the unsettled
-// index when f asks only for states it holds, else by scanning the table.
+// Entries lists entries matching f, ordered by cause, from the state index:
+// each of its partitions is ordered by cause, so each contributes at most
+// its first Limit matches after f.After.
 func (l *Ledger) Entries(ctx context.Context, f billing.EntryFilter) ([]billing.Entry, error) {
 	states := f.States
 	if len(states) == 0 {
@@ -33,39 +34,15 @@ func (l *Ledger) Entries(ctx context.Context, f billing.EntryFilter) ([]billing.
 		limit = 100
 	}
 	var (
+		mu      sync.Mutex
 		entries []billing.Entry
-		err     error
-	)
-	if slices.Contains(states, billing.Reported) {
-		entries, err = l.scanEntries(ctx, states, f)
-	} else {
-		entries, err = l.unsettledEntries(ctx, states, f, limit)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing ledger entries: %w", err)
-	}
-	slices.SortFunc(entries, func(a, b billing.Entry) int { return strings.Compare(a.Cause, b.Cause) })
-	if len(entries) > limit {
-		entries = entries[:limit]
-	}
-	return entries, nil
-}
-
-// unsettledEntries queries every shard of every state in the unsettled index
-// for up to limit matching entries after f.After; the caller merges them.
-func (l *Ledger) unsettledEntries(ctx context.Context, states []billing.State, f billing.EntryFilter, limit int) ([]billing.Entry, error) {
-	var (
-		mu  sync.Mutex
-		all []billing.Entry
 	)
 	err := l.eachPartition(ctx, states, func(ctx context.Context, partition string) error {
-		in := l.unsettledQuery(partition, f.Customer)
+		in := l.stateQuery(partition, f.Customer)
 		if f.After != "" {
-			in.KeyConditionExpression = aws.String(*in.KeyConditionExpression + " AND cause > :after")
+			in.KeyConditionExpression = aws.String(*in.KeyConditionExpression + " AND stateSort > :after")
 			in.ExpressionAttributeValues[":after"] = str(f.After)
 		}
-		// Each partition is ordered by cause, so its first limit matches are
-		// all it can contribute to the first limit overall.
 		var found []billing.Entry
 		p := dynamodb.NewQueryPaginator(l.client, in)
 		for p.HasMorePages() && len(found) < limit {
@@ -82,20 +59,27 @@ func (l *Ledger) unsettledEntries(ctx context.Context, states []billing.State, f
 			}
 		}
 		mu.Lock()
-		all = append(all, found...)
+		entries = append(entries, found...)
 		mu.Unlock()
 		return nil
 	})
-	return all, err
+	if err != nil {
+		return nil, fmt.Errorf("listing ledger entries: %w", err)
+	}
+	slices.SortFunc(entries, func(a, b billing.Entry) int { return strings.Compare(a.Cause, b.Cause) })
+	if len(entries) > limit {
+		entries = entries[:limit]
+	}
+	return entries, nil
 }
 
-// unsettledQuery queries one partition of the unsettled index, for one
-// customer's entries when customer is set.
-func (l *Ledger) unsettledQuery(partition, customer string) *dynamodb.QueryInput {
+// stateQuery queries one partition of the state index, for one customer's
+// entries when customer is set.
+func (l *Ledger) stateQuery(partition, customer string) *dynamodb.QueryInput {
 	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(l.tables.Events),
-		IndexName:                 aws.String(l.tables.UnsettledIndex),
-		KeyConditionExpression:    aws.String("unsettled = :partition"),
+		TableName:                 aws.String(l.tables.Ledger),
+		IndexName:                 aws.String(l.tables.StateIndex),
+		KeyConditionExpression:    aws.String("stateKey = :partition"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":partition": str(partition)},
 	}
 	if customer != "" {
@@ -105,16 +89,13 @@ func (l *Ledger) unsettledQuery(partition, customer string) *dynamodb.QueryInput
 	return in
 }
 
-// eachPartition runs query on every shard of the unsettled index for each
-// of states (those it holds), a few at a time, and returns the first error.
+// eachPartition runs query on every shard of the state index for each of
+// states, a few at a time, and returns the first error.
 func (l *Ledger) eachPartition(ctx context.Context, states []billing.State, query func(ctx context.Context, partition string) error) error {
 	var partitions []string
 	for _, s := range states {
-		if !slices.Contains(unsettledStates, s) {
-			continue
-		}
 		for shard := range shards {
-			partitions = append(partitions, unsettledPartition(s, shard))
+			partitions = append(partitions, statePartition(s, shard))
 		}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -145,60 +126,17 @@ func (l *Ledger) eachPartition(ctx context.Context, states []billing.State, quer
 	return nil
 }
 
-// scanEntries reads the whole events table for entries in states (rows
-// without a state count as reported) matching f. Only listings that include
-// reported entries come here.
-func (l *Ledger) scanEntries(ctx context.Context, states []billing.State, f billing.EntryFilter) ([]billing.Entry, error) {
-	var (
-		conds  []string
-		values = map[string]types.AttributeValue{}
-	)
-	var in []string
-	for i, s := range states {
-		name := fmt.Sprintf(":s%d", i)
-		in = append(in, name)
-		values[name] = str(string(s))
-	}
-	conds = append(conds, "(#state IN ("+strings.Join(in, ", ")+") OR attribute_not_exists(#state))")
-	if f.Customer != "" {
-		conds = append(conds, "customer = :customer")
-		values[":customer"] = str(f.Customer)
-	}
-	if f.After != "" {
-		conds = append(conds, "cause > :after")
-		values[":after"] = str(f.After)
-	}
-	p := dynamodb.NewScanPaginator(l.client, &dynamodb.ScanInput{
-		TableName:                 aws.String(l.tables.Events),
-		FilterExpression:          aws.String(strings.Join(conds, " AND ")),
-		ExpressionAttributeNames:  map[string]string{"#state": "state"},
-		ExpressionAttributeValues: values,
-		ConsistentRead:            aws.Bool(true),
-	})
-	var entries []billing.Entry
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, item := range page.Items {
-			e, err := decodeEntry(item)
-			if err != nil {
-				return nil, err
-			}
-			if slices.Contains(states, e.State) {
-				entries = append(entries, e)
-			}
-		}
-	}
-	return entries, nil
-}
-
-// Usage returns the monthly totals of f's month, by customer then space.
+// Usage returns the monthly totals of f's month, by customer then space:
+// one customer's rows by key; every customer's through the ledger table's
+// month items (which customers and spaces have a total that month), then
+// their rows in Storacha's monthly table by key.
 func (l *Ledger) Usage(ctx context.Context, f billing.UsageFilter) ([]billing.Usage, error) {
-	var items []map[string]types.AttributeValue
+	var (
+		items []map[string]types.AttributeValue
+		err   error
+	)
 	if f.Customer != "" {
-		p := dynamodb.NewQueryPaginator(l.client, &dynamodb.QueryInput{
+		items, err = l.query(ctx, &dynamodb.QueryInput{
 			TableName:              aws.String(l.tables.Monthly),
 			KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :month)"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{
@@ -207,28 +145,11 @@ func (l *Ledger) Usage(ctx context.Context, f billing.UsageFilter) ([]billing.Us
 			},
 			ConsistentRead: aws.Bool(true),
 		})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("reading monthly usage: %w", err)
-			}
-			items = append(items, page.Items...)
-		}
 	} else {
-		// No index has the month alone as its key: read the table.
-		p := dynamodb.NewScanPaginator(l.client, &dynamodb.ScanInput{
-			TableName:                 aws.String(l.tables.Monthly),
-			FilterExpression:          aws.String("begins_with(sk, :month)"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":month": str(f.Month + "#")},
-			ConsistentRead:            aws.Bool(true),
-		})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("reading monthly usage: %w", err)
-			}
-			items = append(items, page.Items...)
-		}
+		items, err = l.everyCustomersMonth(ctx, f.Month)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading monthly usage: %w", err)
 	}
 	out := make([]billing.Usage, 0, len(items))
 	for _, item := range items {
@@ -245,6 +166,54 @@ func (l *Ledger) Usage(ctx context.Context, f billing.UsageFilter) ([]billing.Us
 		return nil, nil
 	}
 	return out, nil
+}
+
+// everyCustomersMonth reads the monthly rows of every customer and space
+// registered in month.
+func (l *Ledger) everyCustomersMonth(ctx context.Context, month string) ([]map[string]types.AttributeValue, error) {
+	registered, err := l.query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(l.tables.Ledger),
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str("month#" + month)},
+		ConsistentRead:            aws.Bool(true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var keys []map[string]types.AttributeValue
+	for _, r := range registered {
+		keys = append(keys, map[string]types.AttributeValue{
+			"pk": str("customer#" + stringAttr(r, "customer")),
+			"sk": str(month + "#" + stringAttr(r, "space")),
+		})
+	}
+	var rows []map[string]types.AttributeValue
+	for chunk := range slices.Chunk(keys, 100) {
+		pending := map[string]types.KeysAndAttributes{l.tables.Monthly: {Keys: chunk, ConsistentRead: aws.Bool(true)}}
+		for len(pending) > 0 {
+			out, err := l.client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, out.Responses[l.tables.Monthly]...)
+			pending = out.UnprocessedKeys
+		}
+	}
+	return rows, nil
+}
+
+// query reads every page of in.
+func (l *Ledger) query(ctx context.Context, in *dynamodb.QueryInput) ([]map[string]types.AttributeValue, error) {
+	var items []map[string]types.AttributeValue
+	p := dynamodb.NewQueryPaginator(l.client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, page.Items...)
+	}
+	return items, nil
 }
 
 // decodeUsage reads a monthly row; the customer is only in its key.
@@ -266,8 +235,8 @@ func decodeUsage(item map[string]types.AttributeValue) (billing.Usage, error) {
 }
 
 // Count returns the number of entries in each state for f's month: pending,
-// unbillable and failed counted on the unsettled index, reported as the
-// rest of the month's eventCount.
+// unbillable and failed counted on the state index, reported as the rest of
+// the month's eventCount (which also counts the events w3infra recorded).
 func (l *Ledger) Count(ctx context.Context, f billing.UsageFilter) (map[billing.State]int64, error) {
 	usage, err := l.Usage(ctx, f)
 	if err != nil {
@@ -284,9 +253,10 @@ func (l *Ledger) Count(ctx context.Context, f billing.UsageFilter) (map[billing.
 	}
 	var mu sync.Mutex
 	err = l.eachPartition(ctx, unsettledStates, func(ctx context.Context, partition string) error {
-		in := l.unsettledQuery(partition, f.Customer)
+		in := l.stateQuery(partition, f.Customer)
 		in.Select = types.SelectCount
-		month := "begins_with(servedAt, :month)"
+		month := "#month = :month"
+		in.ExpressionAttributeNames = map[string]string{"#month": "month"}
 		in.ExpressionAttributeValues[":month"] = str(f.Month)
 		if in.FilterExpression == nil {
 			in.FilterExpression = aws.String(month)

@@ -260,7 +260,7 @@ func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backen
 	if err := checkTables(ctx, client, tables.Events, tables.Monthly); err != nil {
 		return nil, err
 	}
-	return billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly}), nil
+	return billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger}), nil
 }
 
 // openRevocations opens the revocation store: dataDir/revocations.db,
