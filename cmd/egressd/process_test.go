@@ -78,8 +78,14 @@ func runEnv(t *testing.T, env []string, args ...string) string {
 // runFails runs an egressd subcommand that must fail and returns its stderr.
 func runFails(t *testing.T, args ...string) string {
 	t.Helper()
+	return runFailsEnv(t, nil, args...)
+}
+
+// runFailsEnv is runFails with env added to the isolated environment.
+func runFailsEnv(t *testing.T, env []string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(egressdBinary(t), args...)
-	cmd.Env = isolatedEnv()
+	cmd.Env = isolatedEnv(env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil {
