@@ -78,12 +78,17 @@ func awsCommand() *ffcli.Command {
 			if res.Queue != nil {
 				fmt.Printf("queue: %s ready (dead-letter queue %s after %d receives)\n", res.Queue.Name, res.Queue.DeadLetter, maxReceives)
 			}
+			created := 0
 			for _, t := range report.Tables {
 				what := "checked"
 				if t.Created {
 					what = "created"
+					created++
 				}
 				fmt.Printf("table %s (%s): %s\n", t.Name, t.Role, what)
+			}
+			if len(report.Tables) > 0 {
+				fmt.Printf("tables: ready (%d created, %d checked)\n", created, len(report.Tables)-created)
 			}
 			return nil
 		})

@@ -375,7 +375,12 @@ func TestAWSInitStoracha(t *testing.T) {
 	args := []string{"aws", "init", "--storacha", "--tables", "dynamodb://" + prefix}
 	for run, ledger := range []string{"created", "checked"} {
 		out := runEnv(t, env, args...)
+		summary := "tables: ready (1 created, 6 checked)"
+		if ledger == "checked" {
+			summary = "tables: ready (0 created, 7 checked)"
+		}
 		for _, want := range []string{
+			summary,
 			"table " + prefix + "consumer (consumer): checked",
 			"table " + prefix + "subscription (subscription): checked",
 			"table " + prefix + "customer (customer): checked",
