@@ -24,17 +24,27 @@ func Run(t *testing.T, open func(t *testing.T) customers.Store) {
 		{"unknown space and customer are not found", testNotFound},
 		{"provisioned space is found under its provider only", testProvision},
 		{"a provider alias finds the space", testAliases},
-		{"provisioning again replaces the customer", testReprovision},
-		{"one space under two providers", testTwoProviders},
-		{"provisioning creates a customer without an account", testProvisionCreatesCustomer},
+		{"provisioning again is a no-op", testReprovisionSame},
+		{"a space is never moved to another customer", testNeverReassigned},
+		{"a space has one provider", testOneProvider},
+		{"provisioning creates a customer with the default product", testProvisionCreatesCustomer},
+		{"provisioning without a product needs a customer that has one", testProvisionNeedsProduct},
 		{"set account, change it, clear it", testSetAccount},
 		{"provisioning keeps an existing account", testProvisionKeepsAccount},
+		{"a customer's product is kept", testProductKept},
+		{"a new customer needs a product", testNewCustomerNeedsProduct},
 		{"spaces and customers are independent", testIndependent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t)) })
 	}
 }
+
+// Two of Storacha's products (w3infra billing/lib/product-info.js).
+const (
+	starter = "did:web:starter.storacha.network"
+	lite    = "did:web:lite.storacha.network"
+)
 
 const (
 	service = "did:web:egress.example.com"
@@ -80,28 +90,55 @@ func testAliases(t *testing.T, s customers.Store) {
 	}
 }
 
-func testReprovision(t *testing.T, s customers.Store) {
-	space, first, second := newSpace(t), newCustomer(), newCustomer()
-	provision(t, s, space, first, service)
-	provision(t, s, space, second, service)
-	if got := lookup(t, s, space, service); got != second {
-		t.Errorf("Customer after re-provisioning = %q, want %q", got, second)
-	}
-	// The first customer's record stays.
-	if acct := account(t, s, first); acct != "" {
-		t.Errorf("Account(first customer) = %q, want \"\"", acct)
+func testReprovisionSame(t *testing.T, s customers.Store) {
+	space, customer := newSpace(t), newCustomer()
+	provision(t, s, space, customer, service)
+	provision(t, s, space, customer, service)
+	if got := lookup(t, s, space, service); got != customer {
+		t.Errorf("Customer after provisioning twice = %q, want %q", got, customer)
 	}
 }
 
-func testTwoProviders(t *testing.T, s customers.Store) {
+func testNeverReassigned(t *testing.T, s customers.Store) {
+	space, first, second := newSpace(t), newCustomer(), newCustomer()
+	provision(t, s, space, first, service)
+	err := s.Provision(context.Background(), space, second, service)
+	wantHeldBy(t, err, space, first, service)
+	if got := lookup(t, s, space, service); got != first {
+		t.Errorf("Customer after a refused provisioning = %q, want %q (unchanged)", got, first)
+	}
+	// The refused customer was not created either.
+	if _, err := s.Account(context.Background(), second); !errors.Is(err, customers.ErrNotFound) {
+		t.Errorf("Account(refused customer) = %v, want customers.ErrNotFound", err)
+	}
+}
+
+func testOneProvider(t *testing.T, s customers.Store) {
+	ctx := context.Background()
 	space, c1, c2 := newSpace(t), newCustomer(), newCustomer()
 	provision(t, s, space, c1, service)
-	provision(t, s, space, c2, other)
-	if got := lookup(t, s, space, service); got != c1 {
-		t.Errorf("Customer(space, service) = %q, want %q", got, c1)
+	wantHeldBy(t, s.Provision(ctx, space, c1, other), space, c1, service)
+	wantHeldBy(t, s.Provision(ctx, space, c2, other), space, c1, service)
+	if _, err := s.Customer(ctx, space, []string{other}); !errors.Is(err, customers.ErrNotFound) {
+		t.Errorf("Customer(space, other provider) = %v, want customers.ErrNotFound", err)
 	}
-	if got := lookup(t, s, space, other); got != c2 {
-		t.Errorf("Customer(space, other) = %q, want %q", got, c2)
+	if got := lookup(t, s, space, other, service); got != c1 {
+		t.Errorf("Customer(space, [other, service]) = %q, want %q", got, c1)
+	}
+}
+
+// wantHeldBy checks err says space is held by customer under provider.
+func wantHeldBy(t *testing.T, err error, space, customer, provider string) {
+	t.Helper()
+	if !errors.Is(err, customers.ErrAlreadyProvisioned) {
+		t.Fatalf("Provision of a space held by %s = %v, want customers.ErrAlreadyProvisioned", customer, err)
+	}
+	var held *customers.AlreadyProvisionedError
+	if !errors.As(err, &held) {
+		t.Fatalf("Provision error %v is not a *customers.AlreadyProvisionedError", err)
+	}
+	if held.Space != space || held.Customer != customer || held.Provider != provider {
+		t.Errorf("AlreadyProvisionedError = %+v, want space %s held by %s under %s", held, space, customer, provider)
 	}
 }
 
@@ -110,6 +147,34 @@ func testProvisionCreatesCustomer(t *testing.T, s customers.Store) {
 	provision(t, s, space, customer, service)
 	if acct := account(t, s, customer); acct != "" {
 		t.Errorf("Account(new customer) = %q, want \"\" (free tier)", acct)
+	}
+	if got := product(t, s, customer); got != customers.DefaultProduct {
+		t.Errorf("product of a customer Provision created = %q, want %s", got, customers.DefaultProduct)
+	}
+}
+
+func testProvisionNeedsProduct(t *testing.T, s customers.Store) {
+	ctx := context.Background()
+	space, customer := newSpace(t), newCustomer()
+	p := customers.Provisioning{Space: space, Customer: customer, Provider: service}
+	if err := s.ProvisionSpace(ctx, p); !errors.Is(err, customers.ErrNoProduct) {
+		t.Fatalf("ProvisionSpace(unknown customer, no product) = %v, want customers.ErrNoProduct", err)
+	}
+	if _, err := s.Customer(ctx, space, []string{service}); !errors.Is(err, customers.ErrNotFound) {
+		t.Errorf("Customer after a refused provisioning = %v, want customers.ErrNotFound", err)
+	}
+	if _, err := s.Account(ctx, customer); !errors.Is(err, customers.ErrNotFound) {
+		t.Errorf("Account after a refused provisioning = %v, want customers.ErrNotFound", err)
+	}
+	setCustomer(t, s, customers.CustomerUpdate{Customer: customer, Account: "stripe:cus_plan", Product: starter})
+	if err := s.ProvisionSpace(ctx, p); err != nil {
+		t.Fatalf("ProvisionSpace(customer with a product, no product) = %v", err)
+	}
+	if got := lookup(t, s, space, service); got != customer {
+		t.Errorf("Customer = %q, want %q", got, customer)
+	}
+	if got, acct := product(t, s, customer), account(t, s, customer); got != starter || acct != "stripe:cus_plan" {
+		t.Errorf("customer after provisioning = %s, %s; want %s, stripe:cus_plan", got, acct, starter)
 	}
 }
 
@@ -136,6 +201,39 @@ func testProvisionKeepsAccount(t *testing.T, s customers.Store) {
 	provision(t, s, newSpace(t), customer, alias)
 	if acct := account(t, s, customer); acct != "stripe:cus_keep" {
 		t.Errorf("Account after provisioning = %q, want stripe:cus_keep", acct)
+	}
+}
+
+func testProductKept(t *testing.T, s customers.Store) {
+	ctx := context.Background()
+	customer := newCustomer()
+	if r := setCustomer(t, s, customers.CustomerUpdate{Customer: customer, Account: "stripe:cus_a", Product: starter}); r.Product != starter || r.Account != "stripe:cus_a" {
+		t.Errorf("SetCustomer(new, %s) = %+v", starter, r)
+	}
+	setAccount(t, s, customer, "stripe:cus_b")
+	if r := setCustomer(t, s, customers.CustomerUpdate{Customer: customer, Account: "stripe:cus_c", DefaultProduct: customers.DefaultProduct}); r.Product != starter || r.Account != "stripe:cus_c" {
+		t.Errorf("SetCustomer with a default product = %+v, want product %s kept", r, starter)
+	}
+	if r := setCustomer(t, s, customers.CustomerUpdate{Customer: customer, Account: "stripe:cus_d", Product: starter}); r.Product != starter || r.Account != "stripe:cus_d" {
+		t.Errorf("SetCustomer(same product) = %+v", r)
+	}
+	_, err := s.SetCustomer(ctx, customers.CustomerUpdate{Customer: customer, Account: "stripe:cus_e", Product: lite})
+	if !errors.Is(err, customers.ErrProductMismatch) {
+		t.Errorf("SetCustomer(another product) = %v, want customers.ErrProductMismatch", err)
+	}
+	if got, acct := product(t, s, customer), account(t, s, customer); got != starter || acct != "stripe:cus_d" {
+		t.Errorf("customer after a refused SetCustomer = %s, %s; want %s, stripe:cus_d (unchanged)", got, acct, starter)
+	}
+}
+
+func testNewCustomerNeedsProduct(t *testing.T, s customers.Store) {
+	ctx := context.Background()
+	customer := newCustomer()
+	if _, err := s.SetCustomer(ctx, customers.CustomerUpdate{Customer: customer, Account: "stripe:cus_x"}); !errors.Is(err, customers.ErrNoProduct) {
+		t.Errorf("SetCustomer(new customer, no product) = %v, want customers.ErrNoProduct", err)
+	}
+	if _, err := s.Account(ctx, customer); !errors.Is(err, customers.ErrNotFound) {
+		t.Errorf("Account after a refused SetCustomer = %v, want customers.ErrNotFound", err)
 	}
 }
 
@@ -169,6 +267,22 @@ func setAccount(t *testing.T, s customers.Store, customer, acct string) {
 	if err := s.SetAccount(context.Background(), customer, acct); err != nil {
 		t.Fatalf("SetAccount(%s, %q): %v", customer, acct, err)
 	}
+}
+
+func setCustomer(t *testing.T, s customers.Store, u customers.CustomerUpdate) customers.Record {
+	t.Helper()
+	r, err := s.SetCustomer(context.Background(), u)
+	if err != nil {
+		t.Fatalf("SetCustomer(%+v): %v", u, err)
+	}
+	return r
+}
+
+// product reads the customer's product through SetCustomer, rewriting the
+// account it has (there is no read of products).
+func product(t *testing.T, s customers.Store, customer string) string {
+	t.Helper()
+	return setCustomer(t, s, customers.CustomerUpdate{Customer: customer, Account: account(t, s, customer)}).Product
 }
 
 func lookup(t *testing.T, s customers.Store, space string, providers ...string) string {

@@ -1,12 +1,15 @@
 // Package dynamodb is the customer lookup on DynamoDB, reading and writing
-// Storacha's w3infra "consumer" and "customer" tables as they are, so egressd
-// can take over from the JavaScript services in place.
+// Storacha's w3infra "consumer", "subscription" and "customer" tables as
+// they are, so egressd can take over from the JavaScript services in place.
 //
-//	consumer  key subscription (HASH), provider (RANGE); attributes consumer
-//	          (the space DID), customer (did:mailto), cause, insertedAt,
-//	          updatedAt; GSI consumerV2 on consumer, projecting customer
-//	customer  key customer (HASH); attributes account ("stripe:cus_...",
-//	          absent for a free-tier customer), product, insertedAt, updatedAt
+//	consumer      key subscription (HASH), provider (RANGE); attributes
+//	              consumer (the space DID), customer (did:mailto), cause,
+//	              insertedAt; GSI consumerV2 on consumer, projecting customer
+//	subscription  key subscription (HASH), provider (RANGE); attributes
+//	              customer, cause, insertedAt
+//	customer      key customer (HASH); attributes account ("stripe:cus_...",
+//	              absent for a free-tier customer), product (required by
+//	              Storacha's decoder), insertedAt, updatedAt
 //
 // Customer queries the consumerV2 index by space and keeps a row whose
 // provider is one of the providers asked for (the first in their order).
@@ -14,16 +17,16 @@
 // table itself, with a consistent read, at the key Provision writes: a space
 // provisioned a moment ago is found at once.
 //
-// Provision writes the consumer row at subscription = SubscriptionID(space),
-// the CID of the DAG-CBOR map {consumer: space}, which is how w3infra derives
-// subscription IDs, so re-provisioning a space under the same provider
-// replaces its customer rather than adding a second row. It writes no cause
-// (there is no invocation) and no subscription-table row. Timestamps are
-// ISO 8601 in UTC with milliseconds, as JavaScript's toISOString writes them.
+// ProvisionSpace writes what Storacha's provider/add writes (w3infra
+// upload-api/stores/provisions.js): a subscription row and a consumer row at
+// subscription = SubscriptionID(space), in one transaction, and never over
+// a row of another customer or provider (see provision.go). SetCustomer
+// writes the customer row the way w3infra's customer store does, never
+// without a product (see customer.go). Timestamps are ISO 8601 in UTC with
+// milliseconds, as JavaScript's toISOString writes them.
 package dynamodb
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,12 +37,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	gocid "github.com/ipfs/go-cid"
-	"github.com/ipld/go-ipld-prime/codec/dagcbor"
-	"github.com/ipld/go-ipld-prime/datamodel"
-	"github.com/ipld/go-ipld-prime/fluent/qp"
-	"github.com/ipld/go-ipld-prime/node/basicnode"
-	"github.com/multiformats/go-multihash"
 
 	"github.com/egressd/egressd/customers"
 )
@@ -54,9 +51,25 @@ const maxFilterValues = 100
 type Tables struct {
 	Consumer string
 	Customer string
+	// Subscription is written with every consumer row, as Storacha does
+	// (default SubscriptionTable(Consumer)).
+	Subscription string
 	// ConsumerIndex is the consumer table's GSI partitioned by consumer
 	// (default DefaultConsumerIndex).
 	ConsumerIndex string
+}
+
+// SubscriptionTable names the subscription table that goes with a consumer
+// table: w3infra keeps "<stage>-w3infra-subscription" beside
+// "<stage>-w3infra-consumer", so it is the consumer table's name with
+// "subscription" in place of its trailing "consumer", and "<name>-subscription"
+// for a consumer table named otherwise: the rule of awsconfig.Tables'
+// default, for a Store given no Subscription.
+func SubscriptionTable(consumer string) string {
+	if prefix, ok := strings.CutSuffix(consumer, "consumer"); ok {
+		return prefix + "subscription"
+	}
+	return consumer + "-subscription"
 }
 
 // Store is the DynamoDB customers.Store.
@@ -72,6 +85,9 @@ var _ customers.Store = (*Store)(nil)
 func New(client *dynamodb.Client, tables Tables) *Store {
 	if tables.ConsumerIndex == "" {
 		tables.ConsumerIndex = DefaultConsumerIndex
+	}
+	if tables.Subscription == "" {
+		tables.Subscription = SubscriptionTable(tables.Consumer)
 	}
 	return &Store{client: client, tables: tables, now: time.Now}
 }
@@ -194,97 +210,9 @@ func (s *Store) Account(ctx context.Context, customer string) (string, error) {
 	return stringAttr(out.Item, "account"), nil
 }
 
-// Provision records that customer pays for space under provider, replacing
-// the customer of an earlier Provision of the same space and provider. The
-// customer record is created (with no account) if it does not exist; an
-// existing one is left as it is.
-func (s *Store) Provision(ctx context.Context, space, customer, provider string) error {
-	subscription, err := SubscriptionID(space)
-	if err != nil {
-		return err
-	}
-	now := str(s.timestamp())
-	// The customer first: a consumer row never names a customer that is missing.
-	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.tables.Customer),
-		Item: map[string]types.AttributeValue{
-			"customer":   str(customer),
-			"insertedAt": now,
-			"updatedAt":  now,
-		},
-		ConditionExpression: aws.String("attribute_not_exists(customer)"),
-	})
-	var exists *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &exists) {
-		return fmt.Errorf("provisioning customer %s: %w", customer, err)
-	}
-	_, err = s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:        aws.String(s.tables.Consumer),
-		Key:              map[string]types.AttributeValue{"subscription": str(subscription), "provider": str(provider)},
-		UpdateExpression: aws.String("SET #consumer = :space, customer = :customer, updatedAt = :now, insertedAt = if_not_exists(insertedAt, :now)"),
-		ExpressionAttributeNames: map[string]string{
-			"#consumer": "consumer",
-		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":space":    str(space),
-			":customer": str(customer),
-			":now":      now,
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("provisioning %s under %s: %w", space, provider, err)
-	}
-	return nil
-}
-
-// SetAccount sets the customer's payment account, creating the customer if
-// needed. An empty account makes the customer a free-tier one (the attribute
-// is removed: the table's account index cannot hold an empty string).
-func (s *Store) SetAccount(ctx context.Context, customer, account string) error {
-	update := "SET updatedAt = :now, insertedAt = if_not_exists(insertedAt, :now)"
-	values := map[string]types.AttributeValue{":now": str(s.timestamp())}
-	if account == "" {
-		update += " REMOVE account"
-	} else {
-		update += ", account = :account"
-		values[":account"] = str(account)
-	}
-	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.tables.Customer),
-		Key:                       map[string]types.AttributeValue{"customer": str(customer)},
-		UpdateExpression:          aws.String(update),
-		ExpressionAttributeValues: values,
-	})
-	if err != nil {
-		return fmt.Errorf("setting account of %s: %w", customer, err)
-	}
-	return nil
-}
-
 // timestamp is now as JavaScript's Date.toISOString writes it.
 func (s *Store) timestamp() string {
 	return s.now().UTC().Format("2006-01-02T15:04:05.000Z")
-}
-
-// SubscriptionID is the subscription a space is provisioned under, as
-// w3infra derives it: the CID (CIDv1, DAG-CBOR, SHA2-256, base32) of the
-// DAG-CBOR map {consumer: space}.
-func SubscriptionID(space string) (string, error) {
-	node, err := qp.BuildMap(basicnode.Prototype.Any, 1, func(ma datamodel.MapAssembler) {
-		qp.MapEntry(ma, "consumer", qp.String(space))
-	})
-	if err != nil {
-		return "", fmt.Errorf("deriving subscription of %s: %w", space, err)
-	}
-	var buf bytes.Buffer
-	if err := dagcbor.Encode(node, &buf); err != nil {
-		return "", fmt.Errorf("deriving subscription of %s: %w", space, err)
-	}
-	c, err := gocid.Prefix{Version: 1, Codec: gocid.DagCBOR, MhType: multihash.SHA2_256, MhLength: -1}.Sum(buf.Bytes())
-	if err != nil {
-		return "", fmt.Errorf("deriving subscription of %s: %w", space, err)
-	}
-	return c.String(), nil
 }
 
 func str(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }

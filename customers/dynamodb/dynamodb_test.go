@@ -34,7 +34,7 @@ const (
 func TestConformance(t *testing.T) {
 	customerstest.Run(t, func(t *testing.T) customers.Store {
 		client, tables := newTables(t)
-		return dynamodb.New(client, dynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer})
+		return dynamodb.New(client, dynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer, Subscription: tables.Subscription})
 	})
 }
 
@@ -73,7 +73,7 @@ func TestReadsStorachaRows(t *testing.T) {
 		"insertedAt": "2024-03-01T10:00:00.000Z",
 		"updatedAt":  "2024-03-01T10:00:00.000Z",
 	})
-	store := dynamodb.New(client, dynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer})
+	store := dynamodb.New(client, dynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer, Subscription: tables.Subscription})
 
 	if got, err := store.Customer(ctx, space1, []string{service, alias}); err != nil || got != customerAlice {
 		t.Fatalf("Customer(space1, [service, alias]) = %q, %v; want %q", got, err, customerAlice)
@@ -85,26 +85,40 @@ func TestReadsStorachaRows(t *testing.T) {
 		t.Fatalf("Account(alice) = %q, %v; want stripe:cus_alice", got, err)
 	}
 
-	// Re-provisioning the space under the same provider takes over from the
-	// old row, and leaves Alice's customer record (and its product) alone.
-	if err := store.Provision(ctx, space1, customerBob, alias); err != nil {
+	// Storacha never moves a space, and neither does Provision: not to Bob,
+	// not under another provider; for Alice again it is already done.
+	for _, p := range []struct{ customer, provider string }{{customerBob, alias}, {customerBob, service}, {customerAlice, service}} {
+		err := store.Provision(ctx, space1, p.customer, p.provider)
+		var held *customers.AlreadyProvisionedError
+		if !errors.As(err, &held) || held.Customer != customerAlice || held.Provider != alias {
+			t.Errorf("Provision(space1, %s, %s) = %v; want the space held by alice under the alias", p.customer, p.provider, err)
+		}
+	}
+	if err := store.Provision(ctx, space1, customerAlice, alias); err != nil {
+		t.Errorf("Provision(space1, alice, alias), as Storacha did = %v; want a no-op", err)
+	}
+	if got, err := store.Customer(ctx, space1, []string{service, alias}); err != nil || got != customerAlice {
+		t.Fatalf("Customer(space1) after refused provisionings = %q, %v; want %q", got, err, customerAlice)
+	}
+	if n := count(t, client, tables.Consumer); n != 1 {
+		t.Errorf("consumer table holds %d rows, want Storacha's one", n)
+	}
+
+	// Whatever order the index returns rows in, the row at the derived
+	// subscription ID wins over old ones: with old rows on either side of it.
+	if err := store.Provision(ctx, space2, customerBob, alias); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := store.Customer(ctx, space1, []string{alias}); err != nil || got != customerBob {
-		t.Fatalf("Customer(space1, [alias]) after re-provisioning = %q, %v; want %q", got, err, customerBob)
-	}
-	// Whatever order the index returns rows in, Provision's row wins over
-	// old ones: with old rows on either side of it.
 	for _, sub := range []string{"a", "m", "z", "0", "legacy-1", "legacy-2"} {
 		put(t, client, tables.Consumer, map[string]string{
 			"subscription": sub,
 			"provider":     alias,
-			"consumer":     space1,
+			"consumer":     space2,
 			"customer":     "did:mailto:example.com:carol",
 		})
 	}
-	if got, err := store.Customer(ctx, space1, []string{alias}); err != nil || got != customerBob {
-		t.Fatalf("Customer(space1, [alias]) with several old rows = %q, %v; want %q", got, err, customerBob)
+	if got, err := store.Customer(ctx, space2, []string{alias}); err != nil || got != customerBob {
+		t.Fatalf("Customer(space2, [alias]) with several old rows = %q, %v; want %q", got, err, customerBob)
 	}
 	if err := store.SetAccount(ctx, customerAlice, "stripe:cus_alice2"); err != nil {
 		t.Fatal(err)
@@ -118,10 +132,11 @@ func TestReadsStorachaRows(t *testing.T) {
 // TestWritesStorachaRows checks the rows Provision and SetAccount write are
 // the ones w3infra would: keyed by the derived subscription ID, with ISO 8601
 // timestamps, and no empty account (the account index cannot hold one).
+// storacha_test.go checks every attribute.
 func TestWritesStorachaRows(t *testing.T) {
 	ctx := context.Background()
 	client, tables := newTables(t)
-	store := dynamodb.New(client, dynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer})
+	store := dynamodb.New(client, dynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer, Subscription: tables.Subscription})
 	if err := store.Provision(ctx, space2, customerBob, service); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +145,7 @@ func TestWritesStorachaRows(t *testing.T) {
 		t.Fatalf("no consumer row at subscription %s, provider %s", space2Sub, service)
 	}
 	iso := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
-	if row["consumer"] != space2 || row["customer"] != customerBob || !iso.MatchString(row["insertedAt"]) || !iso.MatchString(row["updatedAt"]) {
+	if row["consumer"] != space2 || row["customer"] != customerBob || !iso.MatchString(row["insertedAt"]) {
 		t.Errorf("consumer row = %v", row)
 	}
 	if err := store.SetAccount(ctx, customerBob, "stripe:cus_bob"); err != nil {
@@ -210,6 +225,16 @@ func newTables(t *testing.T) (*awsdynamodb.Client, awsconfig.Tables) {
 		t.Fatal(err)
 	}
 	return client, tables
+}
+
+// count is the number of rows in table.
+func count(t *testing.T, client *awsdynamodb.Client, table string) int {
+	t.Helper()
+	out, err := client.Scan(context.Background(), &awsdynamodb.ScanInput{TableName: aws.String(table), Select: types.SelectCount, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		t.Fatalf("Scan(%s): %v", table, err)
+	}
+	return int(out.Count)
 }
 
 func put(t *testing.T, client *awsdynamodb.Client, table string, attrs map[string]string) {
