@@ -26,13 +26,6 @@ const (
 	MonthlySpaceIndex   = dynamotables.MonthlySpaceIndex
 )
 
-// EventsUnsettledIndex named an index egressd used to add to the events
-// table.
-//
-// Deprecated: no table has it: the billing ledger's state is in egressd's
-// own table (dynamotables.Ledger, index dynamotables.LedgerStateIndex).
-const EventsUnsettledIndex = "unsettled"
-
 const (
 	tableActiveTimeout   = 5 * time.Minute
 	tableActivePollDelay = time.Second
