@@ -71,10 +71,12 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/internal/dynamotables"
 )
 
-// DefaultStateIndex is the ledger table's index of entries by state.
-const DefaultStateIndex = "state"
+// DefaultStateIndex is the ledger table's index of entries by state, as
+// internal/dynamotables lays the table out.
+const DefaultStateIndex = dynamotables.LedgerStateIndex
 
 // shards spreads each state of the state index over this many partition
 // keys, so that recording and settling events is not bounded by one

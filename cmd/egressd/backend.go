@@ -73,7 +73,7 @@ func (b *backendFlags) registerAWS(fs *flag.FlagSet) {
 	fs.StringVar(&b.receipts, "receipts", "", "keep receipts in S3: s3://BUCKET[/PREFIX][?path-style=true|false]; default: in the data directory")
 	fs.StringVar(&b.queue, "queue", "", "carry events on SQS: sqs://QUEUE_NAME[?dlq=NAME] (dead-letter queue QUEUE_NAME-dlq); default: in the data directory")
 	fs.BoolVar(&b.storacha, "storacha", false, "the --tables are Storacha's deployment: check their schemas and never change them, write only rows Storacha's code writes, meter event gateway-egress-traffic, did:web provider (env EGRESSD_STORACHA)")
-	fs.StringVar(&b.tables, "tables", "", "keep customers, the billing ledger, monthly totals and revocations in DynamoDB: dynamodb://[TABLE_PREFIX][?consumer=&customer=&events=&monthly=] (dynamodb://<stage>-w3infra- reads Storacha's tables); default: in the data directory")
+	fs.StringVar(&b.tables, "tables", "", "keep customers, the billing ledger, monthly totals and revocations in DynamoDB: dynamodb://[TABLE_PREFIX][?consumer=&subscription=&customer=&revocation=&events=&monthly=&ledger=] (dynamodb://<stage>-w3infra- with --storacha runs on Storacha's tables); default: in the data directory")
 }
 
 // usesAWS reports whether any store is on AWS.
