@@ -137,6 +137,11 @@ func runServe(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.backend.storacha {
+		if err := checkStorachaProvider(signer.DID().String(), "the service DID", "give its did:web identity with --did did:web:..."); err != nil {
+			return err
+		}
+	}
 	if created {
 		log.Info("generated a new service key", "file", f.backend.dataDir+"/"+keyFile, "did", signer.DID().String())
 	}

@@ -20,20 +20,43 @@ import (
 	"github.com/egressd/egressd/billing/stripe"
 )
 
+// storachaMeterEvent is the event_name of Storacha's Stripe meter for
+// gateway egress (w3infra stacks/billing-stack.js).
+const storachaMeterEvent = "gateway-egress-traffic"
+
 // stripeFlags configure the Stripe reporter.
 type stripeFlags struct {
 	key, url, meterEvent string
 	rate                 float64
 	timeout              time.Duration
+	// fs is the command's flag set, to read its --storacha once parsed: the
+	// meter's default depends on it.
+	fs *flag.FlagSet
 }
 
 func (f *stripeFlags) register(fs *flag.FlagSet) {
+	f.fs = fs
 	// No default shown for the key: --help must not print a secret.
 	fs.StringVar(&f.key, "stripe-key", "", "Stripe secret key (sk_live_..., sk_test_..., rk_...); default: $STRIPE_SECRET_KEY. Without a key events are counted and marked unbillable (\"no Stripe key\") until a billing redrive")
 	fs.StringVar(&f.url, "stripe-url", "", "Stripe API base URL, to use stripe-mock or a proxy (for example http://127.0.0.1:12111); default: https://api.stripe.com")
-	fs.StringVar(&f.meterEvent, "stripe-meter-event", stripe.DefaultEventName, "event_name of the Stripe billing meter that egress is reported to")
+	// No default at registration: it depends on --storacha, read after parsing.
+	fs.StringVar(&f.meterEvent, "stripe-meter-event", "", "event_name of the Stripe billing meter that egress is reported to; default: "+stripe.DefaultEventName+", or "+storachaMeterEvent+" (Storacha's meter) with --storacha")
 	fs.DurationVar(&f.timeout, "stripe-timeout", stripe.DefaultTimeout, "time allowed for one Stripe call; a call that times out is retried (the identifier keeps it from counting twice)")
 	fs.Float64Var(&f.rate, "stripe-rate", stripe.DefaultRate, "most meter-event calls per second to Stripe, all customers together (a sandbox allows 25/s, live mode 1000/s)")
+}
+
+// eventName is --stripe-meter-event, or when it is not set the default:
+// Storacha's meter with --storacha, else stripe.DefaultEventName.
+func (f *stripeFlags) eventName() string {
+	if f.meterEvent != "" {
+		return f.meterEvent
+	}
+	if f.fs != nil {
+		if st := f.fs.Lookup("storacha"); st != nil && st.Value.String() == "true" {
+			return storachaMeterEvent
+		}
+	}
+	return stripe.DefaultEventName
 }
 
 // reporter builds the Stripe reporter, or returns nil when no key is set.
@@ -46,7 +69,7 @@ func (f *stripeFlags) reporter(log *slog.Logger) (billing.Reporter, error) {
 		log.Warn("no Stripe key (--stripe-key or STRIPE_SECRET_KEY): events are counted and marked unbillable until a redrive with a key")
 		return nil, nil
 	}
-	r, err := stripe.New(stripe.Config{Key: key, URL: f.url, EventName: f.meterEvent, Rate: f.rate, Timeout: f.timeout, Logger: log})
+	r, err := stripe.New(stripe.Config{Key: key, URL: f.url, EventName: f.eventName(), Rate: f.rate, Timeout: f.timeout, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("configuring Stripe: %w", err)
 	}
@@ -147,7 +170,7 @@ func workerCommand() *ffcli.Command {
 				}
 				defer stop()
 			}
-			log.Info("billing worker started", append([]any{"stripe", reporter != nil, "stripe_url", stripeCfg.url, "meter_event", stripeCfg.meterEvent}, backend.describe()...)...)
+			log.Info("billing worker started", append([]any{"stripe", reporter != nil, "stripe_url", stripeCfg.url, "meter_event", stripeCfg.eventName()}, backend.describe()...)...)
 			err = w.Run(ctx)
 			log.Info("billing worker stopped")
 			return err
