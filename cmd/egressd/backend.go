@@ -173,10 +173,10 @@ func (f *backendFlags) customerStoreWith(ctx context.Context, cfg aws.Config) (c
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkTables(ctx, client, tables.Consumer, tables.Customer); err != nil {
+	if err := checkTables(ctx, client, tables.Consumer, tables.Subscription, tables.Customer); err != nil {
 		return nil, nil, err
 	}
-	var s customers.Store = customersdynamodb.New(client, customersdynamodb.Tables{Consumer: tables.Consumer, Customer: tables.Customer})
+	var s customers.Store = customersdynamodb.New(client, customersdynamodb.Tables{Consumer: tables.Consumer, Subscription: tables.Subscription, Customer: tables.Customer})
 	if f.customerTTL > 0 {
 		s = customers.NewCached(s, f.customerTTL, 0)
 	}
@@ -257,7 +257,7 @@ func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backen
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTables(ctx, client, tables.Events, tables.Monthly); err != nil {
+	if err := checkTables(ctx, client, tables.Events, tables.Monthly, tables.Ledger); err != nil {
 		return nil, err
 	}
 	return billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger}), nil
