@@ -205,6 +205,19 @@ func IdempotencyKey(identifier, eventName, customer, value string, timestamp int
 	return "egressd-" + identifier + "-" + hex.EncodeToString(sum[:8])
 }
 
+// alreadyCounted reports Stripe's answer to a meter event whose identifier
+// it already holds. Stripe answers that with a 400 invalid_request_error
+// and no code, only the message "An event already exists with identifier
+// <id>." (as observed in test mode by integrators; the reference documents
+// just the uniqueness), so the message is what tells it apart from a real
+// rejection. The generic resource_already_exists code is taken too.
+func alreadyCounted(se *stripego.Error) bool {
+	if se.Code == stripego.ErrorCodeResourceAlreadyExists {
+		return true
+	}
+	return se.HTTPStatusCode == http.StatusBadRequest && strings.HasPrefix(se.Msg, "An event already exists with identifier ")
+}
+
 // classify turns a stripe-go error into a billing.ReportError: 409, 429, 5xx
 // and network failures can be retried, other 4xx are final, and
 // Stripe-Should-Retry overrides both when Stripe sends it.
@@ -220,7 +233,7 @@ func classify(err error) error {
 		}
 		return &billing.ReportError{Retryable: true, Reason: reason, Err: err}
 	}
-	if se.Code == stripego.ErrorCodeResourceAlreadyExists {
+	if alreadyCounted(se) {
 		// Stripe already has a meter event with this identifier: an
 		// earlier attempt got through and only its reply was lost.
 		return nil
