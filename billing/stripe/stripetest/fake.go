@@ -1,16 +1,28 @@
-// Package stripetest is a stateful fake of Stripe's meter-event endpoint for
-// tests: it keeps every meter event by identifier, replays idempotent
-// requests like Stripe does, and can be told to fail in the ways the real
-// one does (429, 500, slow replies, dropped connections), before or after
-// it has recorded the event.
+// Package stripetest is a stateful fake of the parts of Stripe that egressd
+// uses, for tests: v1 meter events, meters and their event summaries, cancel
+// adjustments, v2 meter event sessions and streams, and the v2 events and
+// signed thin-event deliveries by which Stripe reports, later, the meter
+// events it accepted and then rejected. stripe-mock is stateless and serves
+// no v2, so this fake applies the rules Stripe documents (each is cited where
+// it is enforced) and keeps what it was sent, so that a test can check what
+// Stripe would bill. It can also be told to fail in the ways the real one and
+// the network to it do (429, 500, slow replies, dropped connections), before
+// or after it has recorded the event.
+//
+// One base URL serves everything: Stripe's API host and its meter-events host
+// (api.stripe.com and meter-events.stripe.com) both point here.
+//
+// Until AddMeter is first called every event name has a meter (made on first
+// use), and until AddCustomer is first called every customer exists, so a test
+// that cares about neither needs no setup.
 package stripetest
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +31,20 @@ import (
 // Key is the secret key the fake accepts.
 const Key = "sk_test_stripetest"
 
-// Fault is what the fake does with one request instead of answering 200.
+// The endpoints the fake serves, as Requests counts them.
+const (
+	MeterEventsEndpoint    = "POST /v1/billing/meter_events"
+	MetersEndpoint         = "GET /v1/billing/meters"
+	MeterEndpoint          = "GET /v1/billing/meters/{id}"
+	EventSummariesEndpoint = "GET /v1/billing/meters/{id}/event_summaries"
+	AdjustmentsEndpoint    = "POST /v1/billing/meter_event_adjustments"
+	SessionEndpoint        = "POST /v2/billing/meter_event_session"
+	StreamEndpoint         = "POST /v2/billing/meter_event_stream"
+	CoreEventEndpoint      = "GET /v2/core/events/{id}"
+)
+
+// Fault is what the fake does with one v1 meter event request instead of
+// answering as Stripe would.
 type Fault int
 
 const (
@@ -39,30 +64,68 @@ type MeterEvent struct {
 	EventName      string
 	Customer       string
 	Value          int64
-	Timestamp      int64
+	Timestamp      int64 // Unix seconds
 	IdempotencyKey string
+	// Received is when the fake accepted the event, by its clock.
+	Received time.Time
+	// Stream is true for an event sent on the v2 meter event stream.
+	Stream bool
+	// Error is the code of the asynchronous error that rejected the event
+	// after it was accepted ("" if none): Stripe does not bill it.
+	Error string
+	// Cancelled is true once a cancel adjustment removed the event.
+	Cancelled bool
 }
 
 // Fake is the fake Stripe. Its methods are safe for concurrent use.
 type Fake struct {
 	URL string
 	srv *httptest.Server
+	// webhook delivers thin events to the destination set by SetWebhook.
+	webhook *http.Client
 
 	mu sync.Mutex
-	// fault picks the fault for the n-th request (from 1); nil is None.
-	fault     func(n int, ev MeterEvent) Fault
-	delay     time.Duration
-	slowDelay time.Duration
-	noReplay  bool
+	// fault picks the fault for the n-th v1 meter event request (from 1);
+	// nil is None.
+	fault           func(n int, ev MeterEvent) Fault
+	delay           time.Duration
+	slowDelay       time.Duration
+	noReplay        bool
+	now             func() time.Time
+	dedupWindow     time.Duration
+	sessionLifetime time.Duration
+	summaryLag      time.Duration
 
-	calls       int
-	events      map[string]MeterEvent
-	replies     map[string][]byte // by idempotency key
-	inFlight    map[string]int    // by customer
-	maxCustomer int
-	active      int
-	maxActive   int
-	arrivals    []time.Time
+	meters            []*meter // in creation order
+	meterByName       map[string]*meter
+	explicitMeters    bool
+	customers         map[string]bool
+	explicitCustomers bool
+
+	accepted     []*MeterEvent          // every accepted event, in order
+	byIdentifier map[string]*MeterEvent // the latest accepted per identifier
+	replies      map[string]reply       // by idempotency key
+	sessions     map[string]time.Time   // session token -> expiry
+
+	pending     []asyncError // found, not yet reported
+	coreEvents  map[string]*coreEvent
+	webhookURL  string
+	secret      string
+	reportDelay time.Duration
+	reportTimer *time.Timer
+	closed      bool
+	deliveries  []Delivery
+
+	calls         int // v1 meter event requests
+	requests      map[string]int
+	busy          map[string]bool // meter and customer with a call in flight
+	inFlight      map[string]int  // open v1 calls by customer
+	maxByCustomer map[string]int
+	maxCustomer   int
+	active        int
+	maxActive     int
+	arrivals      []time.Time
+	rateLimited   []RateLimited
 }
 
 // New starts a fake on 127.0.0.1, closed when the test ends.
@@ -76,27 +139,71 @@ func New(t testing.TB) *Fake {
 // worker against it); Close stops it.
 func Start() *Fake {
 	f := &Fake{
-		events:    make(map[string]MeterEvent),
-		replies:   make(map[string][]byte),
-		inFlight:  make(map[string]int),
-		slowDelay: 2 * time.Second,
+		webhook:         &http.Client{Timeout: 10 * time.Second},
+		slowDelay:       2 * time.Second,
+		now:             time.Now,
+		dedupWindow:     24 * time.Hour,
+		sessionLifetime: 15 * time.Minute,
+		meterByName:     make(map[string]*meter),
+		customers:       make(map[string]bool),
+		byIdentifier:    make(map[string]*MeterEvent),
+		replies:         make(map[string]reply),
+		sessions:        make(map[string]time.Time),
+		coreEvents:      make(map[string]*coreEvent),
+		requests:        make(map[string]int),
+		busy:            make(map[string]bool),
+		inFlight:        make(map[string]int),
+		maxByCustomer:   make(map[string]int),
 	}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	mux := http.NewServeMux()
+	f.handle(mux, MeterEventsEndpoint, f.createMeterEvent)
+	f.handle(mux, MetersEndpoint, f.listMeters)
+	f.handle(mux, MeterEndpoint, f.getMeter)
+	f.handle(mux, EventSummariesEndpoint, f.listEventSummaries)
+	f.handle(mux, AdjustmentsEndpoint, f.createAdjustment)
+	f.handle(mux, SessionEndpoint, f.createSession)
+	f.handle(mux, StreamEndpoint, f.stream)
+	f.handle(mux, CoreEventEndpoint, f.getCoreEvent)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		(&apiError{status: http.StatusNotFound, typ: "invalid_request_error",
+			msg: "Unrecognized request URL (" + r.Method + ": " + r.URL.Path + ")"}).write(w)
+	})
+	f.srv = httptest.NewServer(mux)
 	f.URL = f.srv.URL
 	return f
 }
 
-// Close stops the fake.
-func (f *Fake) Close() { f.srv.Close() }
+// handle serves pattern with h, counting its requests.
+func (f *Fake) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.requests[pattern]++
+		f.mu.Unlock()
+		h(w, r)
+	})
+}
 
-// SetFault sets the fault for each following request; nil means none.
+// Close stops the fake and any automatic error report still to come.
+func (f *Fake) Close() {
+	f.mu.Lock()
+	f.closed = true
+	if f.reportTimer != nil {
+		f.reportTimer.Stop()
+	}
+	f.mu.Unlock()
+	f.srv.Close()
+}
+
+// SetFault sets the fault for each following v1 meter event request; nil
+// means none.
 func (f *Fake) SetFault(fault func(n int, ev MeterEvent) Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fault = fault
 }
 
-// SetDelay makes every answer take d, so calls overlap and concurrency shows.
+// SetDelay makes every meter event request (v1, and v2 stream) stay in flight
+// for d before it is answered, so calls overlap and concurrency shows.
 func (f *Fake) SetDelay(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -119,214 +226,100 @@ func (f *Fake) DisableReplay() {
 	f.noReplay = true
 }
 
-// Events returns the recorded meter events by identifier.
-func (f *Fake) Events() map[string]MeterEvent {
+// SetNow sets the fake's clock (nil is time.Now): the timestamp window,
+// identifier and idempotency windows, the 24 h cancel limit, session expiry
+// and the times in its answers all follow it. now must not call the fake.
+func (f *Fake) SetNow(now func() time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]MeterEvent, len(f.events))
-	for k, v := range f.events {
-		out[k] = v
+	if now == nil {
+		now = time.Now
 	}
-	return out
+	f.now = now
 }
 
-// Calls is the number of requests received, failed ones included.
-func (f *Fake) Calls() int {
+// SetDedupWindow sets how long an identifier keeps a second meter event with
+// it from counting. The default, 24 h, is the least Stripe promises (API
+// reference, Create a billing meter event, identifier: unique over a rolling
+// period of no less than a day), so a test sees what a later re-send risks.
+func (f *Fake) SetDedupWindow(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.calls
+	f.dedupWindow = d
 }
 
-// MaxInFlightPerCustomer is the most requests for one customer that were
-// ever open at the same time.
-func (f *Fake) MaxInFlightPerCustomer() int {
+// SetSessionLifetime sets how long a v2 meter event session token is valid.
+// The default is the 15 minutes the API reference gives for a session's
+// authentication token (v2, Create a meter event session).
+func (f *Fake) SetSessionLifetime(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.maxCustomer
+	f.sessionLifetime = d
 }
 
-// MaxInFlight is the most requests ever open at the same time.
-func (f *Fake) MaxInFlight() int {
+// SetSummaryLag keeps events received less than d ago (by the fake's clock)
+// out of event summaries. Stripe aggregates meter events asynchronously, so
+// its summaries are only eventually consistent (API reference, Meter Event
+// Summary); a lag lets a test show that reconciliation waits. Default 0.
+func (f *Fake) SetSummaryLag(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.maxActive
+	f.summaryLag = d
 }
 
-// Arrivals returns when each request arrived, in order.
-func (f *Fake) Arrivals() []time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]time.Time(nil), f.arrivals...)
+// apiError is an error answer in Stripe's shape, the same for v1 and v2:
+// {"error": {"type", "code", "message", "param"}}.
+type apiError struct {
+	status int
+	typ    string
+	code   string
+	msg    string
+	param  string
+	header http.Header
 }
 
-func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/v1/billing/meter_events" {
-		writeError(w, http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL ("+r.Method+": "+r.URL.Path+")")
-		return
-	}
-	if r.Header.Get("Authorization") != "Bearer "+Key {
-		writeError(w, http.StatusUnauthorized, "invalid_request_error", "", "Invalid API Key provided")
-		return
-	}
-	ev, problem := parse(r)
+func invalid(code, param, msg string) *apiError {
+	return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: code, param: param, msg: msg}
+}
 
-	f.mu.Lock()
-	f.calls++
-	n := f.calls
-	f.arrivals = append(f.arrivals, time.Now())
-	fault := None
-	if f.fault != nil {
-		fault = f.fault(n, ev)
-	}
-	delay, slowDelay := f.delay, f.slowDelay
-	f.inFlight[ev.Customer]++
-	f.maxCustomer = max(f.maxCustomer, f.inFlight[ev.Customer])
-	f.active++
-	f.maxActive = max(f.maxActive, f.active)
-	f.mu.Unlock()
-	// The call stops counting as open before the client can learn it
-	// ended, so a client's next call is never mistaken for an overlap.
-	var once sync.Once
-	done := func() {
-		once.Do(func() {
-			f.mu.Lock()
-			f.inFlight[ev.Customer]--
-			f.active--
-			f.mu.Unlock()
-		})
-	}
-	defer done()
-	time.Sleep(delay)
-
-	if problem != "" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "parameter_invalid", problem)
-		return
-	}
-	switch fault {
-	case TooManyRequests:
-		writeError(w, http.StatusTooManyRequests, "invalid_request_error", "rate_limit", "Request rate limit exceeded.")
-		return
-	case ServerError:
-		w.Header().Set("Stripe-Should-Retry", "true")
-		writeError(w, http.StatusInternalServerError, "api_error", "", "An unknown error occurred")
-		return
-	case DropBefore:
-		done()
-		drop(w)
-		return
-	case Reject:
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "parameter_invalid", "No such customer: '"+ev.Customer+"'")
-		return
-	}
-
-	status, body, header := f.record(ev)
-	switch fault {
-	case ServerErrorAfter:
-		writeError(w, http.StatusInternalServerError, "api_error", "", "An unknown error occurred")
-		return
-	case DropAfter:
-		done()
-		drop(w)
-		return
-	case SlowAfter:
-		// The request ends when the client gives up: a server sees the
-		// connection close, and the call no longer counts as open.
-		select {
-		case <-time.After(slowDelay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	for k, v := range header {
+func (e *apiError) write(w http.ResponseWriter) {
+	for k, v := range e.header {
 		w.Header()[k] = v
 	}
+	body := map[string]string{"type": e.typ, "message": e.msg}
+	if e.code != "" {
+		body["code"] = e.code
+	}
+	if e.param != "" {
+		body["param"] = e.param
+	}
+	writeJSON(w, e.status, map[string]any{"error": body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(body)
+	json.NewEncoder(w).Encode(v)
 }
 
-// record stores ev unless its identifier is known, and returns the answer,
-// replaying the stored one for a repeated idempotency key.
-func (f *Fake) record(ev MeterEvent) (int, []byte, http.Header) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if reply, ok := f.replies[ev.IdempotencyKey]; ok && !f.noReplay && ev.IdempotencyKey != "" {
-		return http.StatusOK, reply, http.Header{"Idempotent-Replayed": {"true"}}
+// authorized answers 401 unless r carries the secret key.
+func authorized(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get("Authorization") == "Bearer "+Key {
+		return true
 	}
-	if _, ok := f.events[ev.Identifier]; ok {
-		body, _ := json.Marshal(errorBody("invalid_request_error", "resource_already_exists",
-			"A meter event with identifier "+ev.Identifier+" already exists."))
-		return http.StatusBadRequest, body, nil
-	}
-	f.events[ev.Identifier] = ev
-	body, _ := json.Marshal(map[string]any{
-		"object":     "billing.meter_event",
-		"created":    time.Now().Unix(),
-		"event_name": ev.EventName,
-		"identifier": ev.Identifier,
-		"livemode":   false,
-		"payload":    map[string]string{"stripe_customer_id": ev.Customer, "value": strconv.FormatInt(ev.Value, 10)},
-		"timestamp":  ev.Timestamp,
-	})
-	f.replies[ev.IdempotencyKey] = body
-	return http.StatusOK, body, nil
+	(&apiError{status: http.StatusUnauthorized, typ: "invalid_request_error", msg: "Invalid API Key provided"}).write(w)
+	return false
 }
 
-// parse reads a meter event request and checks it as Stripe would.
-func parse(r *http.Request) (MeterEvent, string) {
-	if err := r.ParseForm(); err != nil {
-		return MeterEvent{}, "unreadable form body"
-	}
-	ev := MeterEvent{
-		Identifier:     r.PostForm.Get("identifier"),
-		EventName:      r.PostForm.Get("event_name"),
-		Customer:       r.PostForm.Get("payload[stripe_customer_id]"),
-		IdempotencyKey: r.Header.Get("Idempotency-Key"),
-	}
-	var err error
-	if ev.Value, err = strconv.ParseInt(r.PostForm.Get("payload[value]"), 10, 64); err != nil {
-		return ev, "payload[value] must be an integer"
-	}
-	if ev.Timestamp, err = strconv.ParseInt(r.PostForm.Get("timestamp"), 10, 64); err != nil {
-		return ev, "timestamp must be an integer"
-	}
-	now := time.Now()
-	switch {
-	case ev.EventName == "":
-		return ev, "Missing required param: event_name."
-	case ev.Customer == "":
-		return ev, "payload[stripe_customer_id] is required"
-	case ev.Identifier == "" || len(ev.Identifier) > 100:
-		return ev, "identifier must be 1 to 100 characters"
-	case ev.Timestamp < now.AddDate(0, 0, -35).Unix() || ev.Timestamp > now.Add(5*time.Minute).Unix():
-		return ev, fmt.Sprintf("timestamp %d is outside the accepted window", ev.Timestamp)
-	}
-	return ev, ""
+// clock is the fake's time; f.mu must be held.
+func (f *Fake) clock() time.Time { return f.now() }
+
+// newID is a Stripe-like object id: prefix and 24 random hex digits.
+func newID(prefix string) string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
 }
 
-func errorBody(typ, code, msg string) map[string]any {
-	e := map[string]string{"type": typ, "message": msg}
-	if code != "" {
-		e["code"] = code
-	}
-	return map[string]any{"error": e}
-}
-
-func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(errorBody(typ, code, msg))
-}
-
-// drop closes the connection without an answer, as a crashed proxy would.
-func drop(w http.ResponseWriter) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		// HTTP/2 cannot be hijacked; a 502 is the nearest thing.
-		writeError(w, http.StatusBadGateway, "api_error", "", "connection dropped")
-		return
-	}
-	if conn, _, err := hj.Hijack(); err == nil {
-		conn.Close()
-	}
-}
+// v2Time is how the v2 API writes times: RFC 3339 in UTC, milliseconds.
+func v2Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
