@@ -14,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/ipld/go-ipld-prime/datamodel"
 	"github.com/ipld/go-ipld-prime/fluent/qp"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	"github.com/ipld/go-ipld-prime/node/basicnode"
 	"github.com/multiformats/go-multihash"
 	"github.com/multiformats/go-varint"
@@ -22,6 +23,7 @@ import (
 	"github.com/storacha/go-ucanto/core/ipld"
 	"github.com/storacha/go-ucanto/principal"
 	"github.com/storacha/go-ucanto/ucan"
+	"github.com/storacha/go-ucanto/ucan/crypto/signature"
 
 	"github.com/egressd/egressd/capabilities"
 	"github.com/egressd/egressd/client"
@@ -229,20 +231,35 @@ func readLine(conn net.Conn) (string, error) {
 }
 
 // TestInflightBudgetAnswers503WhenFull: while the in-flight budget is held
-// by a body still arriving, another request waits AdmissionWait and is
-// answered 503 with Retry-After instead of adding to memory.
+// by bodies still arriving, another request waits AdmissionWait and is
+// answered 503 with Retry-After instead of adding to memory. A body holds
+// only the bytes it has sent: connections that send headers and then
+// nothing hold none (the review's "two idle connections" lock-out).
 func TestInflightBudgetAnswers503WhenFull(t *testing.T) {
 	h := newHarness(t, func(c *server.Config) {
 		c.MaxInflightBytes = 1000
 		c.AdmissionWait = 100 * time.Millisecond
 	})
-	// A slow client declares 1000 bytes and sends 10: it holds the budget.
+	// Idle connections first: headers, then nothing.
+	for range 8 {
+		idle, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close()
+		fmt.Fprintf(idle, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.ipld.car\r\nTransfer-Encoding: chunked\r\n\r\n")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if status, body := post(t, h.http.URL, []byte("x")); status != http.StatusBadRequest {
+		t.Fatalf("with idle connections open: %d %s, want 400 (the budget is free)", status, body)
+	}
+	// A slow client declares 5000 bytes and sends 1000: it holds the budget.
 	conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: 1000\r\n\r\n0123456789")
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: 5000\r\n\r\n%s", strings.Repeat("0", 1000))
 	var res *http.Response
 	for range 50 { // until the slow request has been admitted
 		res, err = http.Post(h.http.URL, "application/vnd.ipld.car", strings.NewReader("x"))
@@ -311,5 +328,71 @@ func TestAbandonedRepliesLeaveNothingBehind(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before+2 {
 		t.Fatalf("%d goroutines after 5 abandoned replies, %d before: reply encoders are stuck", n, before)
+	}
+}
+
+// TestRepeatedProofsCannotAmplifyDecoding (found in review): an invocation
+// listing one 60 KB proof block 32 times, and a message listing that
+// invocation 100 times, made a 66 KB body cost 13.7 s of decoding before
+// any signature was checked. Repeated invocations are read once, each
+// delegation is decoded once per message, and the bytes the proof walks
+// visit are bounded by the message's size: past it, 413.
+func TestRepeatedProofsCannotAmplifyDecoding(t *testing.T) {
+	h := newHarness(t, nil)
+	space := h.provision(alice)
+	prefix := cid.Prefix{Version: 1, Codec: cid.DagCBOR, MhType: multihash.SHA2_256, MhLength: -1}
+	block := func(build func(ma datamodel.MapAssembler)) ([]byte, cidlink.Link) {
+		data := encodeNode(t, build)
+		id, _ := prefix.Sum(data)
+		return data, cidlink.Link{Cid: id}
+	}
+	ucanBlock := func(nbInts int, prf []cidlink.Link) ([]byte, cidlink.Link) {
+		return block(func(ma datamodel.MapAssembler) {
+			qp.MapEntry(ma, "v", qp.String("0.9.1"))
+			qp.MapEntry(ma, "s", qp.Bytes(signature.NewSignature(signature.EdDSA, make([]byte, 64)).Bytes()))
+			qp.MapEntry(ma, "iss", qp.Bytes(space.DID().Bytes()))
+			qp.MapEntry(ma, "aud", qp.Bytes(h.service.DID().Bytes()))
+			qp.MapEntry(ma, "exp", qp.Null())
+			qp.MapEntry(ma, "att", qp.List(1, func(la datamodel.ListAssembler) {
+				qp.ListEntry(la, qp.Map(3, func(cm datamodel.MapAssembler) {
+					qp.MapEntry(cm, "with", qp.String(space.DID().String()))
+					qp.MapEntry(cm, "can", qp.String(capabilities.EgressRecord))
+					qp.MapEntry(cm, "nb", qp.List(int64(nbInts), func(nl datamodel.ListAssembler) {
+						for i := range nbInts {
+							qp.ListEntry(nl, qp.Int(int64(i%24)))
+						}
+					}))
+				}))
+			}))
+			qp.MapEntry(ma, "prf", qp.List(int64(len(prf)), func(pl datamodel.ListAssembler) {
+				for _, l := range prf {
+					qp.ListEntry(pl, qp.Link(l))
+				}
+			}))
+		})
+	}
+	big, bigLink := ucanBlock(60000, nil)
+	prf := make([]cidlink.Link, 32)
+	for i := range prf {
+		prf[i] = bigLink
+	}
+	inv, invLink := ucanBlock(0, prf)
+	for _, repeats := range []int{1, 100} {
+		root, _ := block(func(ma datamodel.MapAssembler) {
+			qp.MapEntry(ma, "ucanto/message@7.0.0", qp.Map(1, func(inner datamodel.MapAssembler) {
+				qp.MapEntry(inner, "execute", qp.List(int64(repeats), func(l datamodel.ListAssembler) {
+					for range repeats {
+						qp.ListEntry(l, qp.Link(invLink))
+					}
+				}))
+			}))
+		})
+		status, body := post(t, h.http.URL, rawCAR(t, root, inv, big))
+		if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "MessageLimitExceeded") {
+			t.Fatalf("%d repeats: %d %s, want 413 MessageLimitExceeded", repeats, status, body)
+		}
+	}
+	if h.depth() != 0 {
+		t.Fatalf("queue depth %d, want 0", h.depth())
 	}
 }

@@ -123,6 +123,8 @@ func handmadeVariants(t *testing.T, block []byte) []variant {
 		{name: "aud as a generic DID", data: encodeMap(t, n, "aud", genericDID(t, mapBytes(t, n, "aud")))},
 		{name: "signature with a trailing byte", data: encodeMap(t, n, "s", append(mapBytes(t, n, "s"), 0))},
 	}
+	// "fct" absent and "fct": [] sign the same payload (found in review).
+	out = append(out, variant{name: "fct: [] added", data: encodeMap(t, n, "fct", []ipld.Link{})})
 	// Without proofs, "prf" absent and "prf": [] sign the same payload.
 	if prf, err := n.LookupByString("prf"); err != nil {
 		out = append(out, variant{name: "prf: [] added", data: encodeMap(t, n, "prf", []ipld.Link{})})

@@ -49,15 +49,14 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.cfg.MaxBodyBytes))
 		return
 	}
-	release, ok := s.admit(r.Context(), r.ContentLength)
+	body, held, ok, err := s.readBody(w, r)
+	defer s.release(held)
 	if !ok {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "Overloaded",
 			"the service is working on as many requests as its memory budget allows; retry shortly")
 		return
 	}
-	defer release()
-	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -120,41 +119,56 @@ type incoming struct {
 	identity string
 }
 
-// admit waits for room for a body of the declared length (the largest
-// allowed when undeclared) in the in-flight budget, at most AdmissionWait.
-// A body larger than the whole budget waits until it is alone.
-func (s *Server) admit(ctx context.Context, declared int64) (release func(), ok bool) {
-	weight := declared
-	if weight < 0 || weight > s.cfg.MaxBodyBytes {
-		weight = s.cfg.MaxBodyBytes
+// readBody reads the request body, counting every chunk against the
+// in-flight budget as it arrives: a client that sends headers and then
+// nothing holds no budget, and one that trickles holds only what it sent
+// (until --read-timeout ends it). The caller releases held() bytes once
+// the message is done with. ok is false when the budget stayed full for
+// AdmissionWait.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, held int64, ok bool, err error) {
+	in := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	var chunk [32 << 10]byte
+	if r.ContentLength > 0 {
+		body = make([]byte, 0, min(r.ContentLength, s.cfg.MaxBodyBytes))
 	}
-	weight = min(max(weight, 1), s.cfg.MaxInflightBytes)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.AdmissionWait)
-	defer cancel()
-	if err := s.inflight.Acquire(ctx, weight); err != nil {
-		s.metrics.overloaded.Inc()
-		return nil, false
+	for {
+		n, rerr := in.Read(chunk[:])
+		if n > 0 {
+			// A body larger than the whole budget takes all of it and
+			// goes on alone.
+			if want := min(int64(n), s.cfg.MaxInflightBytes-held); want > 0 {
+				if !s.hold(r.Context(), want) {
+					return nil, held, false, nil
+				}
+				held += want
+			}
+			body = append(body, chunk[:n]...)
+		}
+		if rerr == io.EOF {
+			return body, held, true, nil
+		}
+		if rerr != nil {
+			return nil, held, true, rerr
+		}
 	}
-	return func() { s.inflight.Release(weight) }, true
 }
 
-// readBody reads the whole body into one buffer of the declared size, so
-// that a large body is not copied again and again as it grows.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, limit)
-	if r.ContentLength < 0 {
-		return io.ReadAll(body)
+// hold takes n bytes of the in-flight budget, waiting at most AdmissionWait.
+func (s *Server) hold(ctx context.Context, n int64) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AdmissionWait)
+	defer cancel()
+	if err := s.inflight.Acquire(ctx, n); err != nil {
+		s.metrics.overloaded.Inc()
+		return false
 	}
-	buf := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(body, buf); err != nil {
-		return nil, err
+	return true
+}
+
+// release gives back n bytes that hold took.
+func (s *Server) release(n int64) {
+	if n > 0 {
+		s.inflight.Release(n)
 	}
-	// Anything past the declared length is a malformed request.
-	var one [1]byte
-	if n, _ := body.Read(one[:]); n > 0 {
-		return nil, errors.New("body longer than its Content-Length")
-	}
-	return buf, nil
 }
 
 // decodeMessage parses a CAR agent message into its invocations. The wire
@@ -186,8 +200,21 @@ func (s *Server) decodeMessage(body []byte) (items []incoming, err error) {
 	if len(links) > s.cfg.MaxInvocations {
 		return nil, errTooManyInvocations{len(links), s.cfg.MaxInvocations}
 	}
+	// Every block the proof walks visit is decoded (here, and again by the
+	// validator): bound the bytes visited by the size of the message, so
+	// that proofs listed many times, or invocations repeated, cannot turn a
+	// small body into a large amount of decoding.
+	r := newMessageReader(bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth, decodeFactor*int64(len(body))+decodeAllowance)
+	seen := map[string]bool{}
 	for _, link := range links {
-		item, err := readInvocation(link, bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth)
+		if seen[link.String()] {
+			continue // one receipt answers every mention of an invocation
+		}
+		seen[link.String()] = true
+		item, err := r.readInvocation(link)
+		if errors.Is(err, errDecodeBudget) {
+			return nil, &wire.Error{Name: "MessageLimitExceeded", Err: fmt.Errorf("the proofs of this message would be decoded past %d bytes, %d times its size", r.maxVisited, decodeFactor)}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("invocation %s cannot be read: %s", link, err)
 		}
@@ -195,6 +222,14 @@ func (s *Server) decodeMessage(body []byte) (items []incoming, err error) {
 	}
 	return items, nil
 }
+
+// A message's proof walks may visit at most decodeFactor times its size in
+// block bytes, plus decodeAllowance: a gateway's batch of invocations
+// sharing one delegation visits about three times its size.
+const (
+	decodeFactor    = 16
+	decodeAllowance = 256 << 10
+)
 
 type errTooManyInvocations struct{ n, max int }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/ipfs/go-cid"
@@ -17,7 +18,46 @@ import (
 	"github.com/storacha/go-ucanto/ucan/crypto/signature"
 
 	"github.com/egressd/egressd/capabilities"
+	"github.com/egressd/egressd/server/wire"
 )
+
+// messageReader reads the invocations of one message: it decodes each
+// delegation block once for the whole message, and counts the bytes the
+// proof walks visit against a budget.
+type messageReader struct {
+	msg                 blockstore.BlockReader
+	maxProofs, maxDepth int
+	maxVisited, visited int64
+	delegations         map[string]delegation.Delegation
+	refused             map[string]*capabilities.Failure
+}
+
+// errDecodeBudget is a message whose proof walks visit more bytes than its
+// budget allows.
+var errDecodeBudget = errors.New("proof walks past the message's decode budget")
+
+func newMessageReader(msg blockstore.BlockReader, maxProofs, maxDepth int, maxVisited int64) *messageReader {
+	return &messageReader{msg: msg, maxProofs: maxProofs, maxDepth: maxDepth, maxVisited: maxVisited,
+		delegations: map[string]delegation.Delegation{}, refused: map[string]*capabilities.Failure{}}
+}
+
+// delegation decodes the delegation in blk once per message, and checks
+// its encoding once; nil when blk is not a delegation.
+func (r *messageReader) delegation(blk ipld.Block) (delegation.Delegation, *capabilities.Failure) {
+	key := blk.Link().String()
+	if d, ok := r.delegations[key]; ok {
+		return d, r.refused[key]
+	}
+	d, err := delegation.NewDelegation(blk, r.msg)
+	if err != nil {
+		d = nil // not a delegation: the validator reports it
+	}
+	r.delegations[key] = d
+	if d != nil {
+		r.refused[key] = checkUCANEncoding(d)
+	}
+	return d, r.refused[key]
+}
 
 // readInvocation walks the proofs under an invocation the way the ucanto
 // validator would and returns the invocation over only its own blocks
@@ -29,7 +69,7 @@ import (
 // Viewing each invocation over its own blocks also matters for speed: the
 // validator copies an invocation's blockstore for every proof it resolves,
 // which over a whole 100-invocation message is quadratic.
-func readInvocation(root ipld.Link, msg blockstore.BlockReader, maxProofs, maxDepth int) (incoming, error) {
+func (r *messageReader) readInvocation(root ipld.Link) (incoming, error) {
 	item := incoming{link: root, identity: root.String()}
 	own, err := blockstore.NewBlockStore()
 	if err != nil {
@@ -39,7 +79,7 @@ func readInvocation(root ipld.Link, msg blockstore.BlockReader, maxProofs, maxDe
 		link  ipld.Link
 		depth int
 	}
-	rootBlock, ok, _ := msg.Get(root)
+	rootBlock, ok, _ := r.msg.Get(root)
 	if !ok {
 		return item, fmt.Errorf("invocation block %s is missing", root)
 	}
@@ -54,33 +94,39 @@ func readInvocation(root ipld.Link, msg blockstore.BlockReader, maxProofs, maxDe
 	for len(stack) > 0 {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		blk, ok, _ := msg.Get(n.link)
+		blk, ok, _ := r.msg.Get(n.link)
 		if !ok {
 			continue // not in the message: the validator reports it as unavailable
+		}
+		if r.visited += int64(len(blk.Bytes())); r.visited > r.maxVisited {
+			return item, errDecodeBudget
 		}
 		if err := own.Put(blk); err != nil {
 			return item, err
 		}
-		var dlg delegation.Delegation = inv
-		if n.depth > 0 {
-			if dlg, err = delegation.NewDelegation(blk, msg); err != nil {
-				continue // not a delegation: the validator reports it
-			}
+		var (
+			dlg     delegation.Delegation = inv
+			refused *capabilities.Failure
+		)
+		if n.depth == 0 {
+			refused = checkUCANEncoding(inv)
+		} else if dlg, refused = r.delegation(blk); dlg == nil {
+			continue
 		}
-		if f := checkUCANEncoding(dlg); f != nil {
-			item.refused = f
+		if refused != nil {
+			item.refused = refused
 			return item, nil
 		}
 		for _, p := range dlg.Proofs() {
-			if n.depth+1 > maxDepth {
+			if n.depth+1 > r.maxDepth {
 				item.refused = &capabilities.Failure{FailureName: "ProofLimitExceeded",
-					Message: fmt.Sprintf("delegation chain is deeper than %d", maxDepth)}
+					Message: fmt.Sprintf("delegation chain is deeper than %d", r.maxDepth)}
 				return item, nil
 			}
 			visits++
-			if visits > maxProofs {
+			if visits > r.maxProofs {
 				item.refused = &capabilities.Failure{FailureName: "ProofLimitExceeded",
-					Message: fmt.Sprintf("invocation carries more than %d proofs", maxProofs)}
+					Message: fmt.Sprintf("invocation carries more than %d proofs", r.maxProofs)}
 				return item, nil
 			}
 			stack = append(stack, node{p, n.depth + 1})
@@ -116,6 +162,12 @@ func checkUCANEncoding(dlg delegation.Delegation) *capabilities.Failure {
 			return &capabilities.Failure{FailureName: "NonCanonicalBlock",
 				Message: fmt.Sprintf("delegation %s: %s is not in the canonical encoding of %s", dlg.Link(), field.name, field.id)}
 		}
+	}
+	// go-ucanto decodes "fct" absent and "fct": [] alike, and signs them
+	// alike; no client writes the empty list (Go and JS leave it out).
+	if fct, ok, _ := wire.TopLevelField(dlg.Root().Bytes(), "fct"); ok && len(fct) == 1 && fct[0] == 0x80 {
+		return &capabilities.Failure{FailureName: "NonCanonicalBlock",
+			Message: fmt.Sprintf("delegation %s: an empty fct list is written by leaving fct out", dlg.Link())}
 	}
 	sig := signature.Decode(model.S)
 	if !bytes.Equal(signature.NewSignature(sig.Code(), sig.Raw()).Bytes(), model.S) || uint64(len(sig.Raw())) != sig.Size() {

@@ -106,3 +106,20 @@ func FuzzCheckBlock(f *testing.F) {
 		}
 	})
 }
+
+func TestTopLevelField(t *testing.T) {
+	// {"a": [1, [2, {"x": h'00'}]], "bb": "c", "fct": []}
+	block := h("a3 6161 82 01 82 02 a1 6178 4100 626262 6163 63666374 80")
+	if err := CheckBlock(block, 32); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"a": "820182 02a1617841 00", "bb": "6163", "fct": "80"} {
+		got, ok, err := TopLevelField(block, key)
+		if err != nil || !ok || hex.EncodeToString(got) != strings.ReplaceAll(want, " ", "") {
+			t.Errorf("%s = %x, %v, %v; want %s", key, got, ok, err, want)
+		}
+	}
+	if _, ok, err := TopLevelField(block, "missing"); ok || err != nil {
+		t.Errorf("missing key found: %v %v", ok, err)
+	}
+}
