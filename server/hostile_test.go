@@ -234,7 +234,9 @@ func readLine(conn net.Conn) (string, error) {
 // by bodies still arriving, another request waits AdmissionWait and is
 // answered 503 with Retry-After instead of adding to memory. A body holds
 // only the bytes it has sent: connections that send headers and then
-// nothing hold none (the review's "two idle connections" lock-out).
+// nothing hold none (the review's "two idle connections" lock-out): room
+// for a body is taken once its first bytes arrive, and from then on it
+// must arrive within ten seconds and a second per MiB.
 func TestInflightBudgetAnswers503WhenFull(t *testing.T) {
 	h := newHarness(t, func(c *server.Config) {
 		c.MaxInflightBytes = 1000

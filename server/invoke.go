@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -119,38 +120,65 @@ type incoming struct {
 	identity string
 }
 
-// readBody reads the request body, counting every chunk against the
-// in-flight budget as it arrives: a client that sends headers and then
-// nothing holds no budget, and one that trickles holds only what it sent
-// (until --read-timeout ends it). The caller releases held() bytes once
-// the message is done with. ok is false when the budget stayed full for
-// AdmissionWait.
+// readBody reads the request body. It takes room in the in-flight budget
+// for the whole body (its declared length, or the largest allowed when
+// undeclared) only once the first bytes have arrived, so a client that
+// sends headers and then nothing holds none of it; and from then on the
+// body must arrive at a reasonable pace (bodyDeadline), so a client that
+// trickles holds it only briefly. held is what the caller gives back with
+// release once the message is done with; ok is false when the budget
+// stayed full for AdmissionWait.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, held int64, ok bool, err error) {
 	in := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	var chunk [32 << 10]byte
-	if r.ContentLength > 0 {
-		body = make([]byte, 0, min(r.ContentLength, s.cfg.MaxBodyBytes))
+	var first [32 << 10]byte
+	n, err := io.ReadAtLeast(in, first[:], 1)
+	if err == io.EOF {
+		return nil, 0, true, nil
 	}
-	for {
-		n, rerr := in.Read(chunk[:])
-		if n > 0 {
-			// A body larger than the whole budget takes all of it and
-			// goes on alone.
-			if want := min(int64(n), s.cfg.MaxInflightBytes-held); want > 0 {
-				if !s.hold(r.Context(), want) {
-					return nil, held, false, nil
-				}
-				held += want
+	if err != nil && n == 0 {
+		return nil, 0, true, err
+	}
+	size := r.ContentLength
+	if size < 0 || size > s.cfg.MaxBodyBytes {
+		size = s.cfg.MaxBodyBytes
+	}
+	held = min(max(size, 1), s.cfg.MaxInflightBytes)
+	if !s.hold(r.Context(), held) {
+		return nil, 0, false, nil
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(bodyDeadline(size)))
+	defer rc.SetReadDeadline(time.Time{})
+	if r.ContentLength < 0 {
+		// Chunked: grow as it comes (MaxBytesReader bounds it).
+		buf := bytes.NewBuffer(append([]byte(nil), first[:n]...))
+		if err == nil {
+			if _, err := buf.ReadFrom(in); err != nil {
+				return nil, held, true, err
 			}
-			body = append(body, chunk[:n]...)
 		}
-		if rerr == io.EOF {
-			return body, held, true, nil
-		}
-		if rerr != nil {
-			return nil, held, true, rerr
-		}
+		return buf.Bytes(), held, true, nil
 	}
+	// Declared: one buffer of that size, and nothing past it.
+	if int64(n) > size {
+		return nil, held, true, errors.New("body longer than its Content-Length")
+	}
+	body = make([]byte, size)
+	copy(body, first[:n])
+	if _, err := io.ReadFull(in, body[n:]); err != nil {
+		return nil, held, true, err
+	}
+	var one [1]byte
+	if m, _ := in.Read(one[:]); m > 0 {
+		return nil, held, true, errors.New("body longer than its Content-Length")
+	}
+	return body, held, true, nil
+}
+
+// bodyDeadline is how long a body of size bytes may take to arrive once it
+// has started: ten seconds, and a second per MiB.
+func bodyDeadline(size int64) time.Duration {
+	return 10*time.Second + time.Duration(size>>20)*time.Second
 }
 
 // hold takes n bytes of the in-flight budget, waiting at most AdmissionWait.
