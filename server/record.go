@@ -8,13 +8,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
 	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/core/receipt/ran"
 	"github.com/storacha/go-ucanto/core/result"
-	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/validator"
 
 	"github.com/egressd/egressd/billing"
@@ -110,7 +108,7 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 	}
 
 	budget := &validationBudget{left: s.cfg.MaxValidationSteps}
-	auth, aerr := validator.Access(ctx, inv, s.validationContext(parser, budget))
+	auth, aerr := validator.Access(ctx, inv, newValidationContext(s, parser, budget))
 	if budget.exhausted() {
 		return s.fail(inv, can, capabilities.Failure{FailureName: "ValidationLimitExceeded",
 			Message: fmt.Sprintf("validating this invocation would check more than %d delegations", s.cfg.MaxValidationSteps)})
@@ -208,58 +206,4 @@ func (s *Server) failLink(link ipld.Link, can string, f capabilities.Failure) ou
 	o := outcome{capability: can, result: f.FailureName}
 	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[capabilities.RecordOK, capabilities.Failure](f), ran.FromLink(link))
 	return o
-}
-
-// validationContext assembles what the ucanto validator needs to check a
-// record invocation against this service. Every delegation the validator
-// checks spends a step of budget; an exhausted budget fails every further
-// check at once, which cuts the validator's search (factorial in the number
-// of attestations otherwise) down to at most the budget's size.
-func (s *Server) validationContext(parser validator.CapabilityParser[capabilities.RecordCaveats], budget *validationBudget) validator.ValidationContext[capabilities.RecordCaveats] {
-	return validator.NewValidationContext(
-		s.cfg.Signer.Verifier(),
-		parser,
-		validator.IsSelfIssued,
-		s.checkRevoked,
-		validator.ProofUnavailable,
-		s.signatures.parsePrincipal,
-		func(ctx context.Context, d did.DID) (did.DID, validator.UnresolvedDID) {
-			if !budget.spend() {
-				return did.Undef, validator.NewDIDKeyResolutionError(d, errValidationBudget)
-			}
-			return s.cfg.Principals.ResolveDIDKey(ctx, d)
-		},
-		func(dlg delegation.Delegation) validator.InvalidProof {
-			if !budget.spend() {
-				return validator.NewSessionEscalationError(dlg, errValidationBudget)
-			}
-			return validator.NotExpiredNotTooEarly(dlg)
-		},
-	)
-}
-
-var errValidationBudget = errors.New("validation step budget exhausted")
-
-// validationBudget counts the delegation checks left for one invocation.
-type validationBudget struct {
-	mu    sync.Mutex
-	left  int
-	spent bool
-}
-
-func (b *validationBudget) spend() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.left <= 0 {
-		b.spent = true
-		return false
-	}
-	b.left--
-	return true
-}
-
-func (b *validationBudget) exhausted() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.spent
 }

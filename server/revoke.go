@@ -14,7 +14,6 @@ import (
 	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/core/receipt/ran"
 	"github.com/storacha/go-ucanto/core/result"
-	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/validator"
 
 	"github.com/egressd/egressd/capabilities"
@@ -183,7 +182,7 @@ func (s *Server) runRevoke(ctx context.Context, inv invocation.Invocation) outco
 		return s.fail(inv, can, capabilities.MalformedCaveats(can, err))
 	}
 	budget := &validationBudget{left: s.cfg.MaxValidationSteps}
-	auth, aerr := validator.Access(ctx, inv, s.revokeValidationContext(budget))
+	auth, aerr := validator.Access(ctx, inv, newValidationContext(s, capabilities.Revoke, budget))
 	if budget.exhausted() {
 		return s.fail(inv, can, capabilities.Failure{FailureName: "ValidationLimitExceeded",
 			Message: fmt.Sprintf("validating this invocation would check more than %d delegations", s.cfg.MaxValidationSteps)})
@@ -222,31 +221,6 @@ func (s *Server) runRevoke(ctx context.Context, inv invocation.Invocation) outco
 		return outcome{capability: can, err: fmt.Errorf("signing receipt: %w", err)}
 	}
 	return outcome{receipt: rcpt, capability: can, result: "ok"}
-}
-
-// revokeValidationContext is validationContext for ucan/revoke: the same
-// checks and the same budget of delegation checks.
-func (s *Server) revokeValidationContext(budget *validationBudget) validator.ValidationContext[capabilities.RevokeCaveats] {
-	return validator.NewValidationContext(
-		s.cfg.Signer.Verifier(),
-		capabilities.Revoke,
-		validator.IsSelfIssued,
-		s.checkRevoked,
-		validator.ProofUnavailable,
-		s.signatures.parsePrincipal,
-		func(ctx context.Context, d did.DID) (did.DID, validator.UnresolvedDID) {
-			if !budget.spend() {
-				return did.Undef, validator.NewDIDKeyResolutionError(d, errValidationBudget)
-			}
-			return s.cfg.Principals.ResolveDIDKey(ctx, d)
-		},
-		func(dlg delegation.Delegation) validator.InvalidProof {
-			if !budget.spend() {
-				return validator.NewSessionEscalationError(dlg, errValidationBudget)
-			}
-			return validator.NotExpiredNotTooEarly(dlg)
-		},
-	)
 }
 
 // sentBlocks gathers the blocks sent with inv: itself and the proofs under
