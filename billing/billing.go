@@ -21,6 +21,12 @@ type Event struct {
 	Bytes    int64     `json:"bytes"`
 	ServedAt time.Time `json:"servedAt"`
 	Cause    string    `json:"cause"`
+	// Resend counts the times a redrive sent the event again after Stripe
+	// had accepted and then rejected it: Stripe keeps an identifier taken
+	// for 24 hours even when it rejected the event, so each such resend
+	// goes under a new identifier derived from Cause and Resend. Zero for
+	// every event the server queues; the ledger stores it with the entry.
+	Resend int `json:"resend,omitempty"`
 }
 
 // Message is an event taken off a queue. It stays invisible to other

@@ -16,7 +16,8 @@ type State string
 const (
 	// Pending: recorded and counted, not yet settled with Stripe.
 	Pending State = "pending"
-	// Reported: Stripe accepted the meter event. Final.
+	// Reported: Stripe accepted the meter event. Final, except that Stripe
+	// may reject it later (see Rejected).
 	Reported State = "reported"
 	// Unbillable: it cannot be billed as things stand (no Stripe account,
 	// no Stripe key, rejected by Stripe as invalid); redrive once fixed.
@@ -24,10 +25,15 @@ const (
 	// Failed: Stripe stayed unreachable for every try (the dead-letter
 	// state); redrive once Stripe is back.
 	Failed State = "failed"
+	// Rejected: Stripe accepted the meter event, then rejected it in an
+	// asynchronous error report (unknown customer, no meter); the reason is
+	// Stripe's code and message. Only Reject moves an entry here; redrive
+	// once fixed (it sends the event under a new identifier).
+	Rejected State = "rejected"
 )
 
 // States lists every state in the order reports show them.
-var States = []State{Pending, Reported, Unbillable, Failed}
+var States = []State{Pending, Reported, Unbillable, Failed, Rejected}
 
 // ParseState checks s names a state.
 func ParseState(s string) (State, error) {
@@ -52,7 +58,7 @@ var ErrNotFound = errors.New("billing: no ledger entry")
 type Entry struct {
 	Event
 	State State
-	// Reason says why an entry is unbillable or failed; empty otherwise.
+	// Reason says why an entry is unbillable, failed or rejected; empty otherwise.
 	Reason     string
 	RecordedAt time.Time
 	UpdatedAt  time.Time
@@ -105,10 +111,22 @@ type Ledger interface {
 	// key its rows by more than the cause (the DynamoDB ledger keys them, as
 	// Storacha does, by space, resource, servedAt and cause), and a cause
 	// alone would then take a query on an eventually consistent index to
-	// find. A Reported entry is final: marking it again changes nothing, so
-	// a slow duplicate can never undo a success. ErrNotFound when the event
-	// was never recorded.
+	// find. Mark stores ev.Resend with the state. A Reported entry is
+	// final: marking it again changes nothing, so a slow duplicate can
+	// never undo a success. A Rejected entry changes only for an ev.Resend
+	// above the stored one (a redrive sending it under a new identifier),
+	// so a slow duplicate cannot turn Stripe's rejection into a success;
+	// nor does any entry change for an ev.Resend below the stored one.
+	// ErrNotFound when the event was never recorded.
 	Mark(ctx context.Context, ev Event, state State, reason string) error
+	// Reject moves the entry of cause to Rejected with reason, and stores
+	// resend, unless the stored Resend is above resend (a late report on
+	// an identifier a redrive has replaced). It applies whatever the state:
+	// Stripe names a rejected meter event only by its identifier, so the
+	// cause and resend are all the caller has (both ledgers key their
+	// entries by cause). Rejecting a rejected entry again only updates the
+	// reason. ErrNotFound when the cause was never recorded.
+	Reject(ctx context.Context, cause string, resend int, reason string) error
 	// Entries lists entries matching f, ordered by cause.
 	Entries(ctx context.Context, f EntryFilter) ([]Entry, error)
 	// Usage returns the monthly totals matching f, by customer then space.

@@ -11,7 +11,8 @@ import (
 // RedriveFilter selects the ledger entries to send again.
 type RedriveFilter struct {
 	// States to redrive; empty is unbillable and failed. Pending is allowed,
-	// for entries whose queue message was lost to the dead-letter table.
+	// for entries whose queue message was lost to the dead-letter table,
+	// and rejected, once the customer or meter Stripe missed exists.
 	States []State
 	// Customer narrows the redrive to one customer; empty is all.
 	Customer string
@@ -26,10 +27,11 @@ type RedriveResult struct {
 }
 
 // Redrive settles the selected entries again, like new events, once their
-// cause is fixed (a Stripe account set, a key configured, Stripe back up).
-// The Stripe identifier is the same as before, so an event Stripe already
-// has is not counted twice. Monthly totals do not change: they counted the
-// event when it was first recorded.
+// cause is fixed (a Stripe account set, a key configured, Stripe back up, a
+// customer Stripe did not know created). The Stripe identifier is the same
+// as before, so an event Stripe already has is not counted twice; only a
+// rejected entry goes under a new one (see redriveOne). Monthly totals do
+// not change: they counted the event when it was first recorded.
 func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, error) {
 	res := RedriveResult{Settled: make(map[State]int)}
 	states := f.States
@@ -90,9 +92,18 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 
 // redriveOne settles one entry again and records the outcome.
 func (w *Worker) redriveOne(ctx context.Context, e Entry) (State, error) {
-	state, reason, err := w.settle(ctx, e.Event)
+	ev := e.Event
+	if e.State == Rejected {
+		// Stripe holds the rejected identifier for 24 hours and would
+		// refuse it as a duplicate, so the event goes under the next
+		// resend's identifier. The ledger stores that resend with the
+		// outcome; a redrive stopped before storing it sends the same
+		// resend again next time, which Stripe then dedupes.
+		ev.Resend++
+	}
+	state, reason, err := w.settle(ctx, ev)
 	if err == nil {
-		err = w.cfg.Ledger.Mark(ctx, e.Event, state, reason)
+		err = w.cfg.Ledger.Mark(ctx, ev, state, reason)
 	}
 	if err != nil {
 		if ctx.Err() == nil {

@@ -22,7 +22,7 @@
 // "state" on stateKey + stateSort, all attributes), two kinds of item:
 //
 //	entry       pk "entry#<cause>", sk "entry": the event's attributes,
-//	            month, state, reason, recordedAt, updatedAt, and
+//	            month, state, reason, resend, recordedAt, updatedAt, and
 //	            stateKey "<state>#<shard>" (16 shards by cause) with
 //	            stateSort = cause: every entry is in the state index, so
 //	            listing any state (reported included) is a query.
@@ -49,7 +49,8 @@
 //	Record   the entry and its state index entry (4), the monthly row and
 //	         its index (4), the events row and its two indexes (3), and
 //	         one strongly consistent read (1 RCU).
-//	Mark     the entry (1) and its move in the state index (2).
+//	Mark     the entry (1) and its move in the state index (2); Reject
+//	         the same.
 //
 // Rows w3infra wrote have no entry: they are read as reported.
 package dynamodb
@@ -63,6 +64,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -385,41 +387,71 @@ func (l *Ledger) get(ctx context.Context, cause string) (map[string]types.Attrib
 	return out.Item, nil
 }
 
-// Mark sets the entry's state and reason unless it is already reported, in
-// one conditional update.
+// Mark sets the entry's state, reason and resend unless it is reported,
+// rejected under the same or a later resend, or marked under a later
+// resend, in one conditional update.
 func (l *Ledger) Mark(ctx context.Context, ev billing.Event, state billing.State, reason string) error {
 	if _, err := billing.ParseState(string(state)); err != nil {
 		return err
 	}
+	// Entries written before resends existed have no resend attribute:
+	// it reads as 0, which no resend is below.
+	storedBelow := "resend < :resend"
+	if ev.Resend > 0 {
+		storedBelow = "(attribute_not_exists(resend) OR resend < :resend)"
+	}
+	return l.update(ctx, ev.Cause, ev.Resend, state, reason,
+		"(attribute_not_exists(resend) OR resend <= :resend) AND "+
+			"((#state <> :reported AND #state <> :rejected) OR (#state = :rejected AND "+storedBelow+"))")
+}
+
+// Reject sets the entry of cause to rejected with reason and resend,
+// whatever its state, unless it was marked under a later resend, in one
+// conditional update. Entries w3infra's pipeline reported have an entry
+// too (Record adopts them), so every identifier egressd sent has one.
+func (l *Ledger) Reject(ctx context.Context, cause string, resend int, reason string) error {
+	return l.update(ctx, cause, resend, billing.Rejected, reason, "(attribute_not_exists(resend) OR resend <= :resend)")
+}
+
+// update sets the state, reason and resend of the entry of cause where the
+// entry exists and condition (over #state, resend, :resend, :reported and
+// :rejected) holds. A failed condition is fine if the entry exists (the
+// update came too late to apply); ErrNotFound if it does not.
+func (l *Ledger) update(ctx context.Context, cause string, resend int, state billing.State, reason, condition string) error {
+	values := map[string]types.AttributeValue{
+		":state":    str(string(state)),
+		":reason":   str(reason),
+		":now":      str(formatTime(l.now())),
+		":stateKey": str(stateKey(state, cause)),
+		":resend":   num(int64(resend)),
+	}
+	if strings.Contains(condition, ":reported") {
+		values[":reported"] = str(string(billing.Reported))
+		values[":rejected"] = str(string(billing.Rejected))
+	}
 	_, err := l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        aws.String(l.tables.Ledger),
-		Key:              entryKey(ev.Cause),
-		UpdateExpression: aws.String("SET #state = :state, #reason = :reason, updatedAt = :now, stateKey = :stateKey"),
+		Key:              entryKey(cause),
+		UpdateExpression: aws.String("SET #state = :state, #reason = :reason, updatedAt = :now, stateKey = :stateKey, resend = :resend"),
 		// A missing entry fails the condition too (attribute_exists).
-		ConditionExpression:      aws.String("attribute_exists(pk) AND #state <> :reported"),
-		ExpressionAttributeNames: map[string]string{"#state": "state", "#reason": "reason"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":state":    str(string(state)),
-			":reason":   str(reason),
-			":now":      str(formatTime(l.now())),
-			":reported": str(string(billing.Reported)),
-			":stateKey": str(stateKey(state, ev.Cause)),
-		},
+		ConditionExpression:                 aws.String("attribute_exists(pk) AND " + condition),
+		ExpressionAttributeNames:            map[string]string{"#state": "state", "#reason": "reason"},
+		ExpressionAttributeValues:           values,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var failed *types.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
-		// Either already reported (nothing to do) or never recorded.
+		// Either too late to apply (nothing to do) or never recorded.
 		if len(failed.Item) > 0 {
 			return nil
 		}
-		if _, err := l.get(ctx, ev.Cause); err != nil {
-			return fmt.Errorf("marking %s %s: %w", ev.Cause, state, err)
+		if _, err := l.get(ctx, cause); err != nil {
+			return fmt.Errorf("marking %s %s: %w", cause, state, err)
 		}
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("marking %s %s: %w", ev.Cause, state, err)
+		return fmt.Errorf("marking %s %s: %w", cause, state, err)
 	}
 	return nil
 }
@@ -468,6 +500,7 @@ func entryItem(ev billing.Event, state billing.State, reason string, now time.Ti
 	item["updatedAt"] = str(formatTime(now))
 	item["stateKey"] = str(stateKey(state, ev.Cause))
 	item["stateSort"] = str(ev.Cause)
+	item["resend"] = num(int64(ev.Resend))
 	return item
 }
 
@@ -487,6 +520,11 @@ func decodeEntry(item map[string]types.AttributeValue) (billing.Entry, error) {
 	if e.ServedAt, err = timeAttr(item, "servedAt"); err != nil {
 		return billing.Entry{}, err
 	}
+	resend, err := numberAttr(item, "resend")
+	if err != nil {
+		return billing.Entry{}, err
+	}
+	e.Resend = int(resend)
 	e.State = billing.Reported
 	if s := stringAttr(item, "state"); s != "" {
 		if e.State, err = billing.ParseState(s); err != nil {

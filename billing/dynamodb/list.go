@@ -18,8 +18,9 @@ import (
 // queryConcurrency bounds the index queries one Entries or Count runs at once.
 const queryConcurrency = 8
 
-// unsettledStates are the states an entry can leave.
-var unsettledStates = []billing.State{billing.Pending, billing.Unbillable, billing.Failed}
+// unreportedStates are the states Count reads from the state index; the
+// reported entries are the rest of the month's eventCount.
+var unreportedStates = []billing.State{billing.Pending, billing.Unbillable, billing.Failed, billing.Rejected}
 
 // Entries lists entries matching f, ordered by cause, from the state index:
 // each of its partitions is ordered by cause, so each contributes at most
@@ -235,7 +236,7 @@ func decodeUsage(item map[string]types.AttributeValue) (billing.Usage, error) {
 }
 
 // Count returns the number of entries in each state for f's month: pending,
-// unbillable and failed counted on the state index, reported as the rest of
+// unbillable, failed and rejected counted on the state index, reported as the rest of
 // the month's eventCount (which also counts the events w3infra recorded).
 func (l *Ledger) Count(ctx context.Context, f billing.UsageFilter) (map[billing.State]int64, error) {
 	usage, err := l.Usage(ctx, f)
@@ -252,7 +253,7 @@ func (l *Ledger) Count(ctx context.Context, f billing.UsageFilter) (map[billing.
 		counts[s] = 0
 	}
 	var mu sync.Mutex
-	err = l.eachPartition(ctx, unsettledStates, func(ctx context.Context, partition string) error {
+	err = l.eachPartition(ctx, unreportedStates, func(ctx context.Context, partition string) error {
 		in := l.stateQuery(partition, f.Customer)
 		in.Select = types.SelectCount
 		month := "#month = :month"
@@ -281,7 +282,10 @@ func (l *Ledger) Count(ctx context.Context, f billing.UsageFilter) (map[billing.
 	if err != nil {
 		return nil, fmt.Errorf("counting ledger states: %w", err)
 	}
-	counts[billing.Reported] = total - counts[billing.Pending] - counts[billing.Unbillable] - counts[billing.Failed]
+	counts[billing.Reported] = total
+	for _, s := range unreportedStates {
+		counts[billing.Reported] -= counts[s]
+	}
 	if counts[billing.Reported] < 0 {
 		// The index ran ahead of a monthly total it cannot run ahead of in a
 		// transaction; only its lag can make this happen. Never print < 0.

@@ -24,6 +24,7 @@ func Run(t *testing.T, open func(t *testing.T) billing.Ledger) {
 		"ConcurrentDuplicates": testConcurrentDuplicates,
 		"Mark":                 testMark,
 		"MarkStoredEntry":      testMarkStoredEntry,
+		"Reject":               testReject,
 		"Count":                testCount,
 		"Entries":              testEntries,
 		"InvalidEvent":         testInvalidEvent,
@@ -116,7 +117,7 @@ func testMonthlyTotals(t *testing.T, l billing.Ledger) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[billing.State]int64{billing.Pending: 3, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 0}
+	want := map[billing.State]int64{billing.Pending: 3, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 0, billing.Rejected: 0}
 	if fmt.Sprint(counts) != fmt.Sprint(want) {
 		t.Fatalf("January counts for a = %v, want %v", counts, want)
 	}
@@ -200,6 +201,89 @@ func testMark(t *testing.T, l billing.Ledger) {
 	}
 }
 
+// testReject follows an event Stripe accepted, then rejected in an
+// asynchronous error report: the reported entry becomes rejected with the
+// reason, a second rejection (the same report delivered twice) changes
+// nothing else, a slow duplicate's success cannot undo it, and counts and
+// listings show it. Then a redrive sends it again under resend 1: that
+// moves it, a late report on resend 0 does not, a report on resend 1 does.
+func testReject(t *testing.T, l billing.Ledger) {
+	ctx := context.Background()
+	ev := event("rj1", "did:mailto:a", "did:key:s1", 7, jan31)
+	record(t, l, ev)
+	record(t, l, event("rj2", "did:mailto:a", "did:key:s1", 1, jan31))
+	if err := l.Mark(ctx, ev, billing.Reported, ""); err != nil {
+		t.Fatal(err)
+	}
+	const reason = "meter_event_customer_not_found: No customer with id cus_x"
+	for range 2 {
+		if err := l.Reject(ctx, ev.Cause, 0, reason); err != nil {
+			t.Fatalf("Reject: %v", err)
+		}
+	}
+	for _, st := range []billing.State{billing.Reported, billing.Failed, billing.Unbillable} {
+		if err := l.Mark(ctx, ev, st, "late"); err != nil {
+			t.Fatalf("Mark(%s) of a rejected entry: %v", st, err)
+		}
+	}
+	only := func(state billing.State) billing.Entry {
+		t.Helper()
+		es, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{state}})
+		if err != nil || len(es) != 1 || es[0].Cause != ev.Cause || es[0].Bytes != 7 {
+			t.Fatalf("%s entries = %+v, %v; want rj1 alone", state, es, err)
+		}
+		return es[0]
+	}
+	if e := only(billing.Rejected); e.Reason != reason || e.Resend != 0 {
+		t.Fatalf("rejected entry = %+v, want reason %q and resend 0", e, reason)
+	}
+	got, err := l.Count(ctx, billing.UsageFilter{Month: "2025-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[billing.State]int64{billing.Pending: 1, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 0, billing.Rejected: 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counts = %v, want %v", got, want)
+	}
+	// The month's total still holds the bytes: they were served; only the
+	// billing of them is in question.
+	if u := usage(t, l, "2025-01", "did:mailto:a"); len(u) != 1 || u[0].Bytes != 8 || u[0].Events != 2 {
+		t.Errorf("usage = %+v, want 8 bytes in 2 events", u)
+	}
+
+	// A redrive sends it again under resend 1, and Stripe takes it.
+	resent := ev
+	resent.Resend = 1
+	if err := l.Mark(ctx, resent, billing.Reported, ""); err != nil {
+		t.Fatal(err)
+	}
+	if e := only(billing.Reported); e.Resend != 1 || e.Reason != "" {
+		t.Fatalf("redriven entry = %+v, want reported under resend 1", e)
+	}
+	// A late report on the identifier it replaced changes nothing.
+	if err := l.Reject(ctx, ev.Cause, 0, "late: resend 0"); err != nil {
+		t.Fatal(err)
+	}
+	if e := only(billing.Reported); e.Resend != 1 {
+		t.Fatalf("a late rejection of resend 0 moved the entry: %+v", e)
+	}
+	// A report on resend 1 rejects it again.
+	if err := l.Reject(ctx, ev.Cause, 1, reason); err != nil {
+		t.Fatal(err)
+	}
+	if e := only(billing.Rejected); e.Resend != 1 || e.Reason != reason {
+		t.Fatalf("entry = %+v, want rejected under resend 1", e)
+	}
+	if err := l.Mark(ctx, resent, billing.Reported, ""); err != nil {
+		t.Fatal(err)
+	}
+	only(billing.Rejected)
+
+	if err := l.Reject(ctx, "nope", 0, reason); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("Reject of an unknown cause = %v, want ErrNotFound", err)
+	}
+}
+
 // testMarkStoredEntry marks through the entry Record returns for a
 // duplicate, as the worker does, with a servedAt finer than stores keep.
 func testMarkStoredEntry(t *testing.T, l billing.Ledger) {
@@ -247,9 +331,9 @@ func testCount(t *testing.T, l billing.Ledger) {
 		customer string
 		want     map[billing.State]int64
 	}{
-		{"did:mailto:a", map[billing.State]int64{billing.Pending: 1, billing.Reported: 2, billing.Unbillable: 1, billing.Failed: 1}},
-		{"", map[billing.State]int64{billing.Pending: 2, billing.Reported: 2, billing.Unbillable: 1, billing.Failed: 1}},
-		{"did:mailto:nobody", map[billing.State]int64{billing.Pending: 0, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 0}},
+		{"did:mailto:a", map[billing.State]int64{billing.Pending: 1, billing.Reported: 2, billing.Unbillable: 1, billing.Failed: 1, billing.Rejected: 0}},
+		{"", map[billing.State]int64{billing.Pending: 2, billing.Reported: 2, billing.Unbillable: 1, billing.Failed: 1, billing.Rejected: 0}},
+		{"did:mailto:nobody", map[billing.State]int64{billing.Pending: 0, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 0, billing.Rejected: 0}},
 	} {
 		got, err := l.Count(ctx, billing.UsageFilter{Month: "2025-01", Customer: tc.customer})
 		if err != nil {
@@ -374,7 +458,7 @@ func testMonthlyOverflow(t *testing.T, l billing.Ledger) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCounts := map[billing.State]int64{billing.Pending: 3, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 2}
+	wantCounts := map[billing.State]int64{billing.Pending: 3, billing.Reported: 0, billing.Unbillable: 0, billing.Failed: 2, billing.Rejected: 0}
 	if fmt.Sprint(counts) != fmt.Sprint(wantCounts) {
 		t.Fatalf("January counts = %v, want %v", counts, wantCounts)
 	}

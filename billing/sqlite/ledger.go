@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS ledger (
 	state       TEXT NOT NULL,
 	reason      TEXT NOT NULL DEFAULT '',
 	recorded_at INTEGER NOT NULL,  -- unix ms
-	updated_at  INTEGER NOT NULL   -- unix ms
+	updated_at  INTEGER NOT NULL,  -- unix ms
+	resend      INTEGER NOT NULL DEFAULT 0  -- billing.Event.Resend
 );
 CREATE INDEX IF NOT EXISTS ledger_state ON ledger (state, customer, cause);
 CREATE INDEX IF NOT EXISTS ledger_month ON ledger (month, customer, state);
@@ -59,6 +60,10 @@ func OpenLedger(dataDir string) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := addResendColumn(db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &Ledger{db: db, writes: sqlitedb.NewCommitter(db), now: time.Now}, nil
 }
 
@@ -68,7 +73,23 @@ func (l *Ledger) Close() error {
 	return l.db.Close()
 }
 
-const entryColumns = `cause, space, customer, resource, bytes, served_at, state, reason, recorded_at, updated_at`
+// addResendColumn gives a ledger an older egressd created the resend
+// column, which CREATE TABLE IF NOT EXISTS leaves out.
+func addResendColumn(db *sql.DB) error {
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('ledger') WHERE name = 'resend'`).Scan(&n); err != nil {
+		return fmt.Errorf("reading the ledger's columns: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := db.Exec(`ALTER TABLE ledger ADD COLUMN resend INTEGER NOT NULL DEFAULT 0`); err != nil {
+		return fmt.Errorf("adding the ledger's resend column: %w", err)
+	}
+	return nil
+}
+
+const entryColumns = `cause, space, customer, resource, bytes, served_at, state, reason, recorded_at, updated_at, resend`
 
 // Record inserts ev as pending and counts it in the monthly totals in one
 // transaction, or returns the existing entry untouched. An event whose bytes
@@ -98,9 +119,9 @@ func (l *Ledger) Record(ctx context.Context, ev billing.Event) (billing.Entry, b
 func record(tx *sql.Tx, ev billing.Event, now time.Time) (billing.Entry, bool, error) {
 	month := billing.Month(ev.ServedAt)
 	res, err := tx.Exec(`
-		INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, recorded_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cause) DO NOTHING`,
-		ev.Cause, ev.Space, ev.Customer, ev.Resource, ev.Bytes, ev.ServedAt.UnixMilli(), month, billing.Pending, now.UnixMilli(), now.UnixMilli())
+		INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, recorded_at, updated_at, resend)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cause) DO NOTHING`,
+		ev.Cause, ev.Space, ev.Customer, ev.Resource, ev.Bytes, ev.ServedAt.UnixMilli(), month, billing.Pending, now.UnixMilli(), now.UnixMilli(), ev.Resend)
 	if err != nil {
 		return billing.Entry{}, false, err
 	}
@@ -168,23 +189,38 @@ func refuse(tx *sql.Tx, ev billing.Event, month string, now time.Time) (string, 
 	return reason, nil
 }
 
-// Mark sets the entry's state and reason unless it is already reported. The
-// ledger is keyed by cause alone; the rest of ev is not needed.
+// Mark sets the entry's state, reason and resend unless it is reported,
+// rejected under the same or a later resend, or marked under a later
+// resend. The ledger is keyed by cause alone; the rest of ev is not needed.
 func (l *Ledger) Mark(ctx context.Context, ev billing.Event, state billing.State, reason string) error {
-	cause := ev.Cause
 	if _, err := billing.ParseState(string(state)); err != nil {
 		return err
 	}
+	return l.update(ev.Cause, ev.Resend, state, reason,
+		`resend <= ? AND (state NOT IN (?, ?) OR (state = ? AND resend < ?))`,
+		ev.Resend, billing.Reported, billing.Rejected, billing.Rejected, ev.Resend)
+}
+
+// Reject sets the entry of cause to rejected with reason and resend,
+// whatever its state, unless it was marked under a later resend.
+func (l *Ledger) Reject(ctx context.Context, cause string, resend int, reason string) error {
+	return l.update(cause, resend, billing.Rejected, reason, `resend <= ?`, resend)
+}
+
+// update sets the state, reason and resend of the entry of cause where
+// condition (with its args) holds. Nothing changing is fine if the entry
+// exists (the update came too late to apply); ErrNotFound if it does not.
+func (l *Ledger) update(cause string, resend int, state billing.State, reason, condition string, args ...any) error {
 	err := l.writes.Do(func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE ledger SET state = ?, reason = ?, updated_at = ? WHERE cause = ? AND state <> ?`,
-			state, reason, l.now().UnixMilli(), cause, billing.Reported)
+		res, err := tx.Exec(`UPDATE ledger SET state = ?, reason = ?, updated_at = ?, resend = ? WHERE cause = ? AND `+condition,
+			append([]any{state, reason, l.now().UnixMilli(), resend, cause}, args...)...)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n > 0 {
 			return err
 		}
-		// Nothing changed: either already reported (fine) or never recorded.
+		// Nothing changed: either too late to apply (fine) or never recorded.
 		var one int
 		err = tx.QueryRow(`SELECT 1 FROM ledger WHERE cause = ?`, cause).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -331,7 +367,7 @@ func scanEntry(row interface{ Scan(...any) error }) (billing.Entry, error) {
 		state                         string
 		servedAt, recorded, updatedAt int64
 	)
-	if err := row.Scan(&e.Cause, &e.Space, &e.Customer, &e.Resource, &e.Bytes, &servedAt, &state, &e.Reason, &recorded, &updatedAt); err != nil {
+	if err := row.Scan(&e.Cause, &e.Space, &e.Customer, &e.Resource, &e.Bytes, &servedAt, &state, &e.Reason, &recorded, &updatedAt, &e.Resend); err != nil {
 		return billing.Entry{}, err
 	}
 	e.State = billing.State(state)

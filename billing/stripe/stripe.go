@@ -170,7 +170,7 @@ func checkValue(bytes int64) error {
 // params builds the meter event for ev. Everything in it is derived from the
 // event alone, so a retry after a crash sends the same request.
 func (r *Reporter) params(customer string, ev billing.Event) *stripego.BillingMeterEventParams {
-	id := Identifier(ev.Cause)
+	id := EventIdentifier(ev)
 	value := strconv.FormatInt(ev.Bytes, 10)
 	ts := ev.ServedAt.Unix()
 	p := &stripego.BillingMeterEventParams{
@@ -193,6 +193,40 @@ func Identifier(cause string) string {
 	}
 	sum := sha256.Sum256([]byte(cause))
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// resendSuffix separates a cause from its resend in an identifier. Causes
+// are CIDs, which never hold a '-'.
+const resendSuffix = "-r"
+
+// EventIdentifier is the meter event identifier ev is sent under:
+// Identifier(cause) the first time, and Identifier("<cause>-r<n>") once a
+// redrive sends it again for the nth time after Stripe rejected it. Stripe
+// keeps an identifier taken for 24 hours even when it rejected the event,
+// and would refuse the same one as a duplicate (which Report takes for
+// "already counted"); deriving the new one from what the ledger stores
+// means a redrive run twice sends under the same new identifier, and
+// Stripe counts it once.
+func EventIdentifier(ev billing.Event) string {
+	if ev.Resend <= 0 {
+		return Identifier(ev.Cause)
+	}
+	return Identifier(ev.Cause + resendSuffix + strconv.Itoa(ev.Resend))
+}
+
+// causeOf reads the cause and resend an identifier was made from by
+// EventIdentifier. A hashed identifier cannot be traced back: ok is false.
+func causeOf(identifier string) (cause string, resend int, ok bool) {
+	if identifier == "" || strings.HasPrefix(identifier, "sha256:") {
+		return "", 0, false
+	}
+	if i := strings.LastIndex(identifier, resendSuffix); i > 0 {
+		n, err := strconv.Atoi(identifier[i+len(resendSuffix):])
+		if err == nil && n > 0 && strconv.Itoa(n) == identifier[i+len(resendSuffix):] {
+			return identifier[:i], n, true
+		}
+	}
+	return identifier, 0, true
 }
 
 // IdempotencyKey is the Idempotency-Key header of a meter event request. It

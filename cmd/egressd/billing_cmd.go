@@ -29,13 +29,13 @@ func billingCommand() *ffcli.Command {
 	backend.register(fs)
 	stripeCfg.register(fs)
 	worker.registerSettle(fs)
-	fs.Var(&states, "state", "ledger state to re-send: unbillable, failed or pending (repeatable or comma-separated); default: unbillable and failed")
+	fs.Var(&states, "state", "ledger state to re-send: unbillable, failed, rejected or pending (repeatable or comma-separated; rejected entries go under a new identifier); default: unbillable and failed")
 	fs.StringVar(&customer, "customer", "", "re-send only this customer's events (did:mailto:...); default: all customers")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	redrive := command("redrive",
-		"egressd billing redrive --data-dir DIR [--state unbillable|failed|pending] [--customer did:mailto:...] [--stripe-key sk_...]",
-		"send unbillable or failed events to Stripe again, once their cause is fixed", fs,
+		"egressd billing redrive --data-dir DIR [--state unbillable|failed|rejected|pending] [--customer did:mailto:...] [--stripe-key sk_...]",
+		"send unbillable, failed or rejected events to Stripe again, once their cause is fixed", fs,
 		func(ctx context.Context, args []string) error {
 			log, err := newLogger(logFormat, logLevel)
 			if err != nil {
@@ -103,11 +103,11 @@ func listCommand() *ffcli.Command {
 	)
 	fs := flag.NewFlagSet("billing list", flag.ContinueOnError)
 	backend.register(fs)
-	fs.Var(&states, "state", "show only entries in this state: pending, reported, unbillable or failed (repeatable or comma-separated); default: unbillable and failed")
+	fs.Var(&states, "state", "show only entries in this state: pending, reported, unbillable, failed or rejected (repeatable or comma-separated); default: unbillable, failed and rejected")
 	fs.StringVar(&customer, "customer", "", "show only this customer's entries (did:mailto:...); default: all customers")
 	fs.IntVar(&limit, "limit", 100, "most entries to print")
 	return command("list",
-		"egressd billing list --data-dir DIR [--state unbillable|failed|pending|reported] [--customer did:mailto:...]",
+		"egressd billing list --data-dir DIR [--state unbillable|failed|rejected|pending|reported] [--customer did:mailto:...]",
 		"list ledger entries with their state and reason", fs,
 		func(ctx context.Context, args []string) error {
 			filter := billing.EntryFilter{Customer: customer, Limit: limit}
@@ -116,7 +116,7 @@ func listCommand() *ffcli.Command {
 				return err
 			}
 			if len(filter.States) == 0 {
-				filter.States = []billing.State{billing.Unbillable, billing.Failed}
+				filter.States = []billing.State{billing.Unbillable, billing.Failed, billing.Rejected}
 			}
 			b, err := backend.open(ctx)
 			if err != nil {

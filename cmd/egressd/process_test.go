@@ -47,7 +47,7 @@ func egressdBinary(t *testing.T) string {
 func isolatedEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "STRIPE_SECRET_KEY=") || strings.HasPrefix(kv, "EGRESSD_") {
+		if strings.HasPrefix(kv, "STRIPE_SECRET_KEY=") || strings.HasPrefix(kv, "STRIPE_WEBHOOK_SECRET=") || strings.HasPrefix(kv, "EGRESSD_") {
 			continue
 		}
 		env = append(env, kv)

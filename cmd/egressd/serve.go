@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/server"
 	"github.com/egressd/egressd/server/wire"
 )
@@ -59,9 +60,10 @@ type serveFlags struct {
 	logLevel          string
 	pprofListen       string
 
-	worker       bool
-	stripe       stripeFlags
-	workerTuning workerFlags
+	worker        bool
+	stripe        stripeFlags
+	webhookSecret string
+	workerTuning  workerFlags
 }
 
 func serveCommand() *ffcli.Command {
@@ -102,6 +104,8 @@ func serveCommand() *ffcli.Command {
 	fs.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go's pprof profiles on this address (for example 127.0.0.1:6060); off by default")
 	fs.BoolVar(&f.worker, "worker", true, "run the billing worker in this process; set false when egressd worker sidecars do the billing")
 	f.stripe.register(fs)
+	// No default shown: --help must not print a secret.
+	fs.StringVar(&f.webhookSecret, "stripe-webhook-secret", "", "signing secret (whsec_...) of the Stripe event destination that sends v1.billing.meter.error_report_triggered and v1.billing.meter.no_meter_found thin events to POST "+stripeWebhookPath+"; the entries of the events Stripe rejects become rejected. Needs a Stripe key; default: $STRIPE_WEBHOOK_SECRET, and without one the endpoint is not served")
 	f.workerTuning.register(fs)
 	return command("serve",
 		"egressd serve [--data-dir DIR] [--listen ADDR] [--did did:web:...] [--key Mg...] [flags]",
@@ -221,6 +225,13 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 	}
 
+	var handler http.Handler = srv
+	if hook, err := f.stripeWebhook(b.Ledger, log, reg); err != nil {
+		return err
+	} else if hook != nil {
+		handler = withStripeWebhook(srv, hook)
+	}
+
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", f.listen, err)
@@ -238,7 +249,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		}
 	}
 	httpServer := &http.Server{
-		Handler:           srv,
+		Handler:           handler,
 		ReadHeaderTimeout: f.readHeaderTimeout,
 		ReadTimeout:       f.readTimeout,
 		WriteTimeout:      f.writeTimeout,
@@ -282,4 +293,40 @@ func runServe(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// stripeWebhookPath is where Stripe's event destination delivers.
+const stripeWebhookPath = "/stripe/webhook"
+
+// stripeWebhook builds the handler of Stripe's asynchronous error reports,
+// or returns nil when no signing secret is set.
+func (f *serveFlags) stripeWebhook(ledger billing.Ledger, log *slog.Logger, reg *prometheus.Registry) (http.Handler, error) {
+	secret := f.webhookSecret
+	if secret == "" {
+		secret = os.Getenv("STRIPE_WEBHOOK_SECRET")
+	}
+	if secret == "" {
+		return nil, nil
+	}
+	key := f.stripe.secretKey()
+	if key == "" {
+		return nil, errors.New("--stripe-webhook-secret needs a Stripe key (--stripe-key or STRIPE_SECRET_KEY) to fetch the events it is told about")
+	}
+	hook, err := stripe.NewWebhook(stripe.WebhookConfig{Secret: secret, Key: key, URL: f.stripe.url, Ledger: ledger, Timeout: f.stripe.timeout, Logger: log, Registry: reg})
+	if err != nil {
+		return nil, fmt.Errorf("configuring the Stripe webhook: %w", err)
+	}
+	return hook, nil
+}
+
+// withStripeWebhook sends requests for stripeWebhookPath to hook and every
+// other request to next, unchanged.
+func withStripeWebhook(next, hook http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == stripeWebhookPath {
+			hook.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

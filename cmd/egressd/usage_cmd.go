@@ -113,4 +113,7 @@ func printUsage(rep usageReport) {
 	if rep.Ledger[billing.Unbillable]+rep.Ledger[billing.Failed] > 0 {
 		fmt.Println("\nunbillable and failed events can be re-sent with `egressd billing redrive` once fixed.")
 	}
+	if rep.Ledger[billing.Rejected] > 0 {
+		fmt.Println("\nrejected events (Stripe took them, then refused them: see `egressd billing list --state rejected`) can be re-sent with `egressd billing redrive --state rejected` once fixed.")
+	}
 }

@@ -59,12 +59,17 @@ func (f *stripeFlags) eventName() string {
 	return stripe.DefaultEventName
 }
 
+// secretKey is --stripe-key, or $STRIPE_SECRET_KEY when it is not set.
+func (f *stripeFlags) secretKey() string {
+	if f.key != "" {
+		return f.key
+	}
+	return os.Getenv("STRIPE_SECRET_KEY")
+}
+
 // reporter builds the Stripe reporter, or returns nil when no key is set.
 func (f *stripeFlags) reporter(log *slog.Logger) (billing.Reporter, error) {
-	key := f.key
-	if key == "" {
-		key = os.Getenv("STRIPE_SECRET_KEY")
-	}
+	key := f.secretKey()
 	if key == "" {
 		log.Warn("no Stripe key (--stripe-key or STRIPE_SECRET_KEY): events are counted and marked unbillable until a redrive with a key")
 		return nil, nil
