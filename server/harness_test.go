@@ -40,6 +40,8 @@ type harness struct {
 	client    *client.Client
 	// metrics serves the server's MetricsHandler, as serve --metrics-listen does.
 	metrics *httptest.Server
+	// journal is the embedded journal the queue and receipts share.
+	journal *embedded.Journal
 }
 
 // newHarness starts a server; edit tweaks the config before it is built.
@@ -57,7 +59,7 @@ func newHarness(t testing.TB, edit func(*server.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.queue, h.receipts = journal.Queue, journal.Receipts
+	h.queue, h.receipts, h.journal = journal.Queue, journal.Receipts, journal
 	cfg := server.Config{
 		Signer:    h.service,
 		Customers: h.customers,

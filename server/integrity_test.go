@@ -2,12 +2,15 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +27,10 @@ import (
 	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/did"
 
+	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/capabilities"
 	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/server"
 	"github.com/egressd/egressd/server/wire"
 )
 
@@ -465,4 +470,79 @@ func reverseKeys(t *testing.T, block []byte) []byte {
 	var buf bytes.Buffer
 	item.write(&buf, func() int { return 0 })
 	return buf.Bytes()
+}
+
+// barrierJournal holds every Record until two have arrived: two replicas
+// recording at the same moment, each having looked for the other's receipt
+// before either was stored.
+type barrierJournal struct {
+	server.Journal
+	arrived chan struct{}
+}
+
+func (j *barrierJournal) Record(ctx context.Context, events []billing.Event, rcpts []receipt.AnyReceipt) error {
+	j.arrived <- struct{}{}
+	deadline := time.After(5 * time.Second)
+	for len(j.arrived) < cap(j.arrived) {
+		select {
+		case <-deadline:
+			return j.Journal.Record(ctx, events, rcpts)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return j.Journal.Record(ctx, events, rcpts)
+}
+
+// TestTwinsOnTwoReplicasAreOneEvent (found in review): the two encodings
+// of a proof-less invocation, sent at the same moment to two replicas that
+// share their stores, both miss each other's receipt; they must still be
+// one event for the ledger, which dedups on the cause.
+func TestTwinsOnTwoReplicasAreOneEvent(t *testing.T) {
+	h := newHarness(t, nil)
+	space := h.provision(alice)
+	inv := recordFrom(t, space, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now())
+	_, invBlock := messageBlocks(t, inv)
+	twin := handmadeVariants(t, invBlock)[len(handmadeVariants(t, invBlock))-1]
+	if !strings.HasPrefix(twin.name, "prf") {
+		t.Fatalf("no prf twin among the variants (last is %q)", twin.name)
+	}
+	journal := &barrierJournal{Journal: h.journal, arrived: make(chan struct{}, 2)}
+	var urls []string
+	for range 2 {
+		replica, err := server.New(server.Config{Signer: h.service, Customers: h.customers, Queue: h.queue, Receipts: h.receipts, Journal: journal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(replica)
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	bodies := []variant{{name: "original", data: invBlock}, twin}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			body, _ := variantMessage(t, nil, bodies[i])
+			res, err := http.Post(urls[i], "application/vnd.ipld.car", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Errorf("%s: status %d", bodies[i].name, res.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	msgs, err := h.queue.Receive(context.Background(), 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	causes := map[string]bool{}
+	for _, m := range msgs {
+		causes[m.Event.Cause] = true
+	}
+	if len(causes) != 1 {
+		t.Fatalf("%d events with causes %v: the two encodings are two events for the ledger", len(msgs), causes)
+	}
 }

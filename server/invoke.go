@@ -117,7 +117,10 @@ type incoming struct {
 	twin ipld.Link
 	// identity names the signed content whatever its encoding: the CID of
 	// the form with "prf" present for an invocation with a twin, else link.
-	identity string
+	// It is the cause of the billing event and of the receipt's success, so
+	// both encodings, even recorded at once on two replicas, are one event
+	// in the ledger.
+	identity ipld.Link
 }
 
 // readBody reads the request body. It takes room in the in-flight budget
@@ -276,7 +279,7 @@ func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyRe
 		if item.twin == nil || item.refused != nil {
 			continue
 		}
-		release, ok := s.claims.take(item.identity, item.link.String())
+		release, ok := s.claims.take(item.identity.String(), item.link.String())
 		if !ok {
 			items[i].refused = &capabilities.Failure{FailureName: "InvocationInFlight",
 				Message: "another encoding of this invocation is being recorded right now; retry to get its receipt"}

@@ -70,7 +70,7 @@ func (r *messageReader) delegation(blk ipld.Block) (delegation.Delegation, *capa
 // validator copies an invocation's blockstore for every proof it resolves,
 // which over a whole 100-invocation message is quadratic.
 func (r *messageReader) readInvocation(root ipld.Link) (incoming, error) {
-	item := incoming{link: root, identity: root.String()}
+	item := incoming{link: root, identity: root}
 	own, err := blockstore.NewBlockStore()
 	if err != nil {
 		return item, err
@@ -140,7 +140,7 @@ func (r *messageReader) readInvocation(root ipld.Link) (incoming, error) {
 		}
 		item.twin = twin
 		if !hadPrf {
-			item.identity = twin.String()
+			item.identity = twin
 		}
 	}
 	return item, nil

@@ -141,12 +141,12 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 	}
 
 	if recordedAs != nil {
-		success := capabilities.NewRecordOK(space, nb, recordedAs)
+		success := capabilities.NewRecordOK(space, nb, item.identity)
 		o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Ok[capabilities.RecordOK, capabilities.Failure](success), ran.FromInvocation(inv))
 		o.result = "duplicate"
 		return o
 	}
-	success := capabilities.NewRecordOK(space, nb, inv.Link())
+	success := capabilities.NewRecordOK(space, nb, item.identity)
 	rcpt, err := receipt.Issue(s.cfg.Signer, result.Ok[capabilities.RecordOK, capabilities.Failure](success), ran.FromInvocation(inv))
 	if err != nil {
 		o.err = fmt.Errorf("signing receipt: %w", err)
@@ -159,7 +159,7 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 		Resource: nb.Resource.String(),
 		Bytes:    nb.Bytes,
 		ServedAt: servedAt,
-		Cause:    inv.Link().String(),
+		Cause:    item.identity.String(),
 	}
 	return o
 }
