@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/ipfs/go-cid"
 	"github.com/ipld/go-ipld-prime/codec/dagcbor"
@@ -22,14 +23,15 @@ import (
 )
 
 // messageReader reads the invocations of one message: it decodes each
-// delegation block once for the whole message, and counts the bytes the
-// proof walks visit against a budget.
+// delegation block once for the whole message, and counts what validating
+// them will decode against a budget.
 type messageReader struct {
 	msg                 blockstore.BlockReader
 	maxProofs, maxDepth int
 	maxVisited, visited int64
 	delegations         map[string]delegation.Delegation
 	refused             map[string]*capabilities.Failure
+	costs               map[string]int64
 }
 
 // errDecodeBudget is a message whose proof walks visit more bytes than its
@@ -38,7 +40,49 @@ var errDecodeBudget = errors.New("proof walks past the message's decode budget")
 
 func newMessageReader(msg blockstore.BlockReader, maxProofs, maxDepth int, maxVisited int64) *messageReader {
 	return &messageReader{msg: msg, maxProofs: maxProofs, maxDepth: maxDepth, maxVisited: maxVisited,
-		delegations: map[string]delegation.Delegation{}, refused: map[string]*capabilities.Failure{}}
+		delegations: map[string]delegation.Delegation{}, refused: map[string]*capabilities.Failure{}, costs: map[string]int64{}}
+}
+
+// cost estimates the bytes the ucanto validator decodes to validate the
+// delegation at link: the block itself, and for each of its capabilities
+// (each may match a claim, and each match resolves the proofs again) the
+// cost of its proofs. Without it, a delegation repeating one capability
+// hundreds of times over large proofs made a 1.8 MB message cost 87 s.
+func (r *messageReader) cost(link ipld.Link, depth int) int64 {
+	key := link.String()
+	if c, ok := r.costs[key]; ok {
+		return c
+	}
+	blk, ok, _ := r.msg.Get(link)
+	if !ok {
+		return 0
+	}
+	c := int64(len(blk.Bytes()))
+	if d, _ := r.delegation(blk); d != nil && depth < r.maxDepth {
+		c = saturatingAdd(c, r.proofsCost(d, depth))
+	}
+	r.costs[key] = c
+	return c
+}
+
+// proofsCost is what validating dlg's proofs costs, once per capability.
+func (r *messageReader) proofsCost(dlg delegation.Delegation, depth int) int64 {
+	var sub int64
+	for _, p := range dlg.Proofs() {
+		sub = saturatingAdd(sub, r.cost(p, depth+1))
+	}
+	n := int64(max(1, len(dlg.Capabilities())))
+	if sub > 0 && n > math.MaxInt64/4/sub {
+		return math.MaxInt64 / 4
+	}
+	return n * sub
+}
+
+func saturatingAdd(a, b int64) int64 {
+	if a > math.MaxInt64/4-b {
+		return math.MaxInt64 / 4
+	}
+	return a + b
 }
 
 // delegation decodes the delegation in blk once per message, and checks
@@ -98,9 +142,6 @@ func (r *messageReader) readInvocation(root ipld.Link) (incoming, error) {
 		if !ok {
 			continue // not in the message: the validator reports it as unavailable
 		}
-		if r.visited += int64(len(blk.Bytes())); r.visited > r.maxVisited {
-			return item, errDecodeBudget
-		}
 		if err := own.Put(blk); err != nil {
 			return item, err
 		}
@@ -131,6 +172,11 @@ func (r *messageReader) readInvocation(root ipld.Link) (incoming, error) {
 			}
 			stack = append(stack, node{p, n.depth + 1})
 		}
+	}
+	// What validating this invocation will decode, against the message's budget.
+	r.visited = saturatingAdd(r.visited, saturatingAdd(int64(len(rootBlock.Bytes())), r.proofsCost(inv, 0)))
+	if r.visited > r.maxVisited {
+		return item, errDecodeBudget
 	}
 	item.inv = inv
 	if len(inv.Proofs()) == 0 {
