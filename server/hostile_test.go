@@ -236,7 +236,7 @@ func readLine(conn net.Conn) (string, error) {
 // only the bytes it has sent: connections that send headers and then
 // nothing hold none (the review's "two idle connections" lock-out): room
 // for a body is taken once its first bytes arrive, and from then on it
-// must arrive within ten seconds and a second per MiB.
+// must arrive within two seconds and a second per 4 MiB.
 func TestInflightBudgetAnswers503WhenFull(t *testing.T) {
 	h := newHarness(t, func(c *server.Config) {
 		c.MaxInflightBytes = 1000
@@ -397,4 +397,32 @@ func TestRepeatedProofsCannotAmplifyDecoding(t *testing.T) {
 	if h.depth() != 0 {
 		t.Fatalf("queue depth %d, want 0", h.depth())
 	}
+}
+
+// TestTricklingBodyLosesItsRoom: a client that declares a body, sends a
+// byte and stalls holds its room in the budget only until the body's
+// deadline (2 s for a small body), then the room is free again.
+func TestTricklingBodyLosesItsRoom(t *testing.T) {
+	h := newHarness(t, func(c *server.Config) {
+		c.MaxInflightBytes = 1000
+		c.AdmissionWait = 100 * time.Millisecond
+	})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: 1000\r\n\r\n0")
+	time.Sleep(200 * time.Millisecond)
+	if status, _ := post(t, h.http.URL, []byte("x")); status != http.StatusServiceUnavailable {
+		t.Fatalf("while the trickler holds the budget: %d, want 503", status)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if status, _ := post(t, h.http.URL, []byte("x")); status == http.StatusBadRequest {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the trickling body kept its room past its deadline")
 }
