@@ -65,7 +65,7 @@ func (s *Server) checkRevoked(ctx context.Context, auth validator.Authorization[
 			continue
 		}
 		var err error
-		if l.ids, err = revocationIDs(l.dlg); err != nil {
+		if l.ids, err = s.revocationIDs(l.dlg); err != nil {
 			return revocationsUnavailable{validator.NewRevokedError(l.dlg).(validator.RevokedError), err}
 		}
 		ids = append(ids, l.ids...)
@@ -115,19 +115,25 @@ func collectChain(a validator.Authorization[any], out *[]*chainLink) map[string]
 }
 
 // revocationIDs are the CIDs dlg may have been revoked under: its own, and
-// for a UCAN without proofs, that of its other encoding.
-func revocationIDs(dlg delegation.Delegation) ([]string, error) {
-	ids := []string{dlg.Link().String()}
-	if len(dlg.Proofs()) == 0 {
-		// It cannot fail on a block the validator has decoded; if it did,
-		// not knowing would not mean "not revoked".
-		twin, _, err := proofsTwin(dlg.Root().Bytes())
-		if err != nil {
-			return nil, fmt.Errorf("re-encoding %s: %w", dlg.Link(), err)
-		}
-		ids = append(ids, twin.String())
+// for a UCAN without proofs, that of its other encoding. The other encoding
+// is a function of the block, so it is remembered: a gateway's delegation
+// from its space (which has no proofs) sits under every one of its records.
+func (s *Server) revocationIDs(dlg delegation.Delegation) ([]string, error) {
+	id := dlg.Link().String()
+	if len(dlg.Proofs()) != 0 {
+		return []string{id}, nil
 	}
-	return ids, nil
+	if twin, ok := s.twins.Get(id); ok {
+		return []string{id, twin}, nil
+	}
+	// It cannot fail on a block the validator has decoded; if it did,
+	// not knowing would not mean "not revoked".
+	twin, _, err := proofsTwin(dlg.Root().Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("re-encoding %s: %w", dlg.Link(), err)
+	}
+	s.twins.Add(id, twin.String())
+	return []string{id, twin.String()}, nil
 }
 
 // revocationsUnavailable is the check's answer when the store could not be

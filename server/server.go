@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/storacha/go-ucanto/core/receipt"
@@ -136,6 +137,8 @@ type Server struct {
 	inflight *semaphore.Weighted
 	// claims holds the invocations being recorded right now, by identity.
 	claims *claims
+	// twins remembers the other encoding of proof-less delegations, by CID.
+	twins *lru.Cache[string, string]
 }
 
 // New checks cfg, fills in defaults and builds the handler.
@@ -187,6 +190,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), signatures: newSignatureCache(signatureCacheSize),
 		inflight: semaphore.NewWeighted(cfg.MaxInflightBytes), claims: newClaims()}
+	s.twins, _ = lru.New[string, string](signatureCacheSize)
 	s.audiences = []string{cfg.Signer.DID().String()}
 	for _, a := range cfg.Aliases {
 		s.audiences = append(s.audiences, a.String())

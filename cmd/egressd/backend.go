@@ -263,9 +263,10 @@ func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backen
 	return billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger}), nil
 }
 
-// openRevocations opens the revocation store: dataDir/revocations.db,
-// uncached (a lookup there costs microseconds, and every process on the
-// data directory sees a revocation at once), or with --tables the
+// openRevocations opens the revocation store: dataDir/revocations.db behind
+// a one-second cache (a batch of invocations under one delegation costs one
+// lookup; a revocation through this process applies at once, one written by
+// another process on the data directory within a second), or with --tables the
 // revocation table named after the consumer table (awsinit.RevocationTable:
 // <prefix>revocation, beside <prefix>consumer), behind a short cache.
 func (f *backendFlags) openRevocations(ctx context.Context, cfg aws.Config, b *backend) (revocations.Store, error) {
@@ -275,7 +276,7 @@ func (f *backendFlags) openRevocations(ctx context.Context, cfg aws.Config, b *b
 			return nil, err
 		}
 		b.closers = append(b.closers, s.Close)
-		return s, nil
+		return revocations.NewCached(s, time.Second, 0), nil
 	}
 	tables, client, err := f.dynamoDB(cfg)
 	if err != nil {
