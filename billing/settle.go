@@ -81,7 +81,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// serially runs fn holding customer's lock and one of the Concurrency slots:
+// serially runs fn holding customer's lock, one of the Concurrency slots,
+// and the customer's lock shared with other workers when there is one:
 // Stripe allows one meter-event call per customer at a time, and keeping
 // them apart here avoids the 429s it would answer otherwise.
 func (w *Worker) serially(ctx context.Context, customer string, fn func()) error {
@@ -96,6 +97,15 @@ func (w *Worker) serially(ctx context.Context, customer string, fn func()) error
 		return ctx.Err()
 	}
 	defer func() { <-w.active }()
+	if w.cfg.CustomerLock != nil {
+		unlockShared, err := w.cfg.CustomerLock.Lock(ctx, customer)
+		if err != nil {
+			w.metrics.errors.WithLabelValues("customer_lock").Inc()
+			w.log.Error("locking a customer across workers; its events go back on the queue", "customer", customer, "err", err)
+			return err
+		}
+		defer unlockShared()
+	}
 	fn()
 	return nil
 }

@@ -29,6 +29,11 @@ type WorkerConfig struct {
 	Queue    Queue
 	Ledger   Ledger
 	Accounts Accounts
+	// CustomerLock, when set, keeps workers on other machines from calling
+	// Stripe for a customer at the same time as this one (within one
+	// worker, customers are always handled one call at a time). Nil when
+	// one worker process bills alone, as on the embedded backend.
+	CustomerLock CustomerLock
 	// Reporter sends events to Stripe. Nil means no Stripe key is
 	// configured: events are ledgered and counted, and marked unbillable
 	// with ReasonNoKey until a redrive with a key.
@@ -65,6 +70,12 @@ type WorkerConfig struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+}
+
+// CustomerLock is a lock per customer shared by every worker.
+type CustomerLock interface {
+	// Lock waits until the caller holds customer's lock, or ctx ends.
+	Lock(ctx context.Context, customer string) (unlock func(), err error)
 }
 
 // Worker takes events off the queue and settles each in the ledger and with

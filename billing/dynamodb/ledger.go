@@ -30,6 +30,8 @@
 //	            month has a total for this customer and space, so usage
 //	            of every customer is a query, not a scan of Storacha's
 //	            monthly table (which has no index by month).
+//	lock        pk "lock#<customer>", sk "lock": which worker may call
+//	            Stripe for the customer now (CustomerLock, lock.go).
 //
 // Record is one TransactWriteItems: the entry, put on condition that its
 // cause is new (the dedup), and the monthly row's ADD of bytes and 1 to

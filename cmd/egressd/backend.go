@@ -133,6 +133,9 @@ type backend struct {
 	// Journal records events and receipts in one transaction when both are
 	// embedded; nil otherwise.
 	Journal server.Journal
+	// CustomerLock keeps workers on several machines from calling Stripe
+	// for one customer at once: set with --tables, nil when embedded.
+	CustomerLock billing.CustomerLock
 	// Revocations holds the delegations revoked with ucan/revoke: in the
 	// data directory, or in DynamoDB with --tables.
 	Revocations revocations.Store
@@ -260,7 +263,11 @@ func (f *backendFlags) openLedger(ctx context.Context, cfg aws.Config, b *backen
 	if err := checkTables(ctx, client, tables.Events, tables.Monthly, tables.Ledger); err != nil {
 		return nil, err
 	}
-	return billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger}), nil
+	ledgerTables := billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger}
+	// Workers on several machines share the tables: they take turns per
+	// customer through a lock in the ledger table.
+	b.CustomerLock = billingdynamodb.NewCustomerLock(client, ledgerTables)
+	return billingdynamodb.New(client, ledgerTables), nil
 }
 
 // openRevocations opens the revocation store: dataDir/revocations.db behind

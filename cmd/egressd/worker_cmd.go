@@ -112,6 +112,7 @@ func (f *workerFlags) newWorker(b *backend, reporter billing.Reporter, log *slog
 		Queue:        b.Queue,
 		Ledger:       b.Ledger,
 		Accounts:     b.Customers,
+		CustomerLock: b.CustomerLock,
 		Reporter:     reporter,
 		Concurrency:  f.concurrency,
 		Batch:        f.batch,
