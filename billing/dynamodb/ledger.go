@@ -181,12 +181,7 @@ func (l *Ledger) record(ctx context.Context, ev billing.Event) (entry billing.En
 	month := billing.Month(ev.ServedAt)
 	item := entryItem(ev, billing.Pending, "", now)
 	items := []types.TransactWriteItem{
-		{Put: &types.Put{
-			TableName:                           aws.String(l.tables.Ledger),
-			Item:                                item,
-			ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}},
+		l.newEntry(item),
 		{Update: &types.Update{
 			TableName:        aws.String(l.tables.Monthly),
 			Key:              monthlyKey(ev, month),
@@ -272,6 +267,17 @@ func (l *Ledger) recordedByStoracha(ctx context.Context, ev billing.Event) (bool
 	return len(out.Item) > 0, nil
 }
 
+// newEntry puts a ledger entry on condition that its cause is new (the
+// dedup); a failed condition hands back the stored entry.
+func (l *Ledger) newEntry(item map[string]types.AttributeValue) types.TransactWriteItem {
+	return types.TransactWriteItem{Put: &types.Put{
+		TableName:                           aws.String(l.tables.Ledger),
+		Item:                                item,
+		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}
+}
+
 // monthItem is the write that registers ev's customer and space in its
 // month, or nil when this process has written it already.
 func (l *Ledger) monthItem(ev billing.Event, month string) *types.TransactWriteItem {
@@ -311,12 +317,7 @@ func (l *Ledger) refuse(ctx context.Context, ev billing.Event, month string, mon
 	item := entryItem(ev, billing.Failed, reason, l.now())
 	_, err = l.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
 		TransactItems: []types.TransactWriteItem{
-			{Put: &types.Put{
-				TableName:                           aws.String(l.tables.Ledger),
-				Item:                                item,
-				ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			}},
+			l.newEntry(item),
 			{Update: &types.Update{
 				TableName:                 aws.String(l.tables.Monthly),
 				Key:                       monthlyKey(ev, month),
