@@ -60,7 +60,7 @@ metrics=()
 start_workers() {
 	for i in $(seq "$workers"); do
 		STRIPE_SECRET_KEY=sk_test_123 "$bin" worker --stripe-url "$EGRESSD_TEST_STRIPE_URL" --stripe-rate 1000 \
-			--worker-concurrency 32 --metrics-listen "127.0.0.1:$((port + i))" --log-level warn >"$work/worker$i.log" 2>&1 &
+			--stripe-meter-event test-meter-event-name --worker-concurrency 32 --metrics-listen "127.0.0.1:$((port + i))" --log-level warn >"$work/worker$i.log" 2>&1 &
 		pids+=($!)
 		metrics+=("http://127.0.0.1:$((port + i))/metrics")
 	done

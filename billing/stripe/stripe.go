@@ -17,6 +17,7 @@ import (
 	"time"
 
 	stripego "github.com/stripe/stripe-go/v81"
+	"github.com/stripe/stripe-go/v81/billing/meter"
 	"github.com/stripe/stripe-go/v81/billing/meterevent"
 	"golang.org/x/time/rate"
 
@@ -68,6 +69,7 @@ type Config struct {
 // keeps calls for one customer serial (Stripe allows one at a time).
 type Reporter struct {
 	client    meterevent.Client
+	meters    meter.Client
 	eventName string
 	limiter   *rate.Limiter
 	log       *slog.Logger
@@ -123,6 +125,7 @@ func New(cfg Config) (*Reporter, error) {
 	burst := max(1, int(cfg.Rate/10))
 	return &Reporter{
 		client:    meterevent.Client{B: backends.API, Key: cfg.Key},
+		meters:    meter.Client{B: backends.API, Key: cfg.Key},
 		eventName: cfg.EventName,
 		limiter:   rate.NewLimiter(rate.Limit(cfg.Rate), burst),
 		log:       cfg.Logger,

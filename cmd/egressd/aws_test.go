@@ -149,6 +149,7 @@ func TestTwoReplicasTwoWorkersOnAWS(t *testing.T) {
 	}
 
 	stripe := stripetest.New(t)
+	stripe.AddMeter("egress")
 	serveArgs := append([]string{"--worker=false", "--key", serviceKey}, backend...)
 	replicas := []*serveProcess{
 		startServeEnv(t, env, t.TempDir(), serveArgs...),
@@ -313,6 +314,7 @@ func TestBillingRedriveOnAWS(t *testing.T) {
 	runEnv(t, env, append([]string{"aws", "init"}, backend...)...)
 	_, serviceKey := generateKey(t)
 	stripe := stripetest.New(t)
+	stripe.AddMeter("egress")
 	stripeFlags := []string{"--stripe-url", stripe.URL, "--stripe-key", stripetest.Key}
 	srv := startServeEnv(t, env, t.TempDir(), append(append([]string{"--key", serviceKey, "--worker-wait", "100ms"}, stripeFlags...), backend...)...)
 

@@ -76,7 +76,9 @@ func recordEgress(t *testing.T, data, url, customer, bytes string) {
 func TestBillingWithStripeMock(t *testing.T) {
 	stripeURL := testenv.URL(t, testenv.Stripe)
 	testenv.Reachable(t, stripeURL)
-	stripeFlags := []string{"--stripe-key", "sk_test_egressd", "--stripe-url", stripeURL}
+	// stripe-mock's only meter is its fixture's: egressd checks at start
+	// that the meter it bills to exists.
+	stripeFlags := []string{"--stripe-key", "sk_test_egressd", "--stripe-url", stripeURL, "--stripe-meter-event", "test-meter-event-name"}
 	data := t.TempDir()
 	srv := startServe(t, data, append([]string{"--worker-wait", "50ms"}, stripeFlags...)...)
 
@@ -124,7 +126,7 @@ func TestWorkerSidecar(t *testing.T) {
 	}
 
 	worker := exec.Command(egressdBinary(t), "worker", "--data-dir", data, "--worker-wait", "50ms",
-		"--stripe-url", stripeURL, "--log-level", "warn")
+		"--stripe-url", stripeURL, "--stripe-meter-event", "test-meter-event-name", "--log-level", "warn")
 	// The key from the environment, as an operator would set it.
 	worker.Env = isolatedEnv("STRIPE_SECRET_KEY=sk_test_egressd")
 	worker.Stderr = os.Stderr

@@ -38,6 +38,7 @@ func TestTwoWorkersNeverCallStripeForOneCustomerAtOnce(t *testing.T) {
 	runEnv(t, env, append([]string{"provision", "--key", serviceKey, "--space", space.DID().String(), "--customer", customer}, backend...)...)
 
 	stripe := stripetest.New(t)
+	stripe.AddMeter("egress")
 	stripe.SetDelay(100 * time.Millisecond)
 	srv := startServeEnv(t, env, t.TempDir(), append([]string{"--worker=false", "--key", serviceKey}, backend...)...)
 	const events = 30

@@ -220,6 +220,9 @@ func runServe(ctx context.Context, f serveFlags) error {
 		if err != nil {
 			return err
 		}
+		if err := checkStripe(ctx, reporter); err != nil {
+			return err
+		}
 		if worker, err = f.workerTuning.newWorker(b, reporter, log, reg); err != nil {
 			return err
 		}

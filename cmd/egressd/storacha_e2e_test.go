@@ -85,6 +85,7 @@ func TestOnStorachasTables(t *testing.T) {
 
 	// Serve and bill.
 	stripe := stripetest.New(t)
+	stripe.AddMeter("gateway-egress-traffic")
 	srv := startServeEnv(t, env, t.TempDir(), append([]string{"--worker=false", "--key", serviceKey, "--did", provider}, backend...)...)
 	startWorker(t, append(env, "STRIPE_SECRET_KEY="+stripetest.Key),
 		append([]string{"--data-dir", t.TempDir(), "--stripe-url", stripe.URL, "--stripe-rate", "1000", "--worker-wait", "1s"}, backend...)...)

@@ -21,6 +21,7 @@ import (
 func TestStripeRejectionsThroughWebhook(t *testing.T) {
 	const secret = "whsec_egressd_test"
 	fake := stripetest.New(t)
+	fake.AddMeter("egress")
 	fake.AddCustomer("cus_alice")
 	stripeFlags := []string{"--stripe-key", stripetest.Key, "--stripe-url", fake.URL}
 	data := t.TempDir()

@@ -81,6 +81,18 @@ func (f *stripeFlags) reporter(log *slog.Logger) (billing.Reporter, error) {
 	return r, nil
 }
 
+// checkStripe stops a worker at start when Stripe refuses the key or has
+// no meter for the event name: better than finding it event by event.
+func checkStripe(ctx context.Context, reporter billing.Reporter) error {
+	r, ok := reporter.(*stripe.Reporter)
+	if !ok || r == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return r.Check(ctx)
+}
+
 // workerFlags tune the billing worker, in serve and in the sidecar alike.
 type workerFlags struct {
 	concurrency, batch, maxTries  int
@@ -161,6 +173,9 @@ func workerCommand() *ffcli.Command {
 			defer b.Close()
 			reporter, err := stripeCfg.reporter(log)
 			if err != nil {
+				return err
+			}
+			if err := checkStripe(ctx, reporter); err != nil {
 				return err
 			}
 			reg := prometheus.NewRegistry()
