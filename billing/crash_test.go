@@ -70,6 +70,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestWorkerKilledMidRun(t *testing.T) {
 	bin := buildEgressd(t)
 	h := newHarness(t, 2*time.Second)
+	h.fake.AddMeter("egress") // the worker checks at start that its meter exists
 	h.fake.SetDelay(3 * time.Millisecond)
 	h.fake.SetSlowDelay(time.Second)
 	h.fake.SetFault(faultEvery)
