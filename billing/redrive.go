@@ -71,7 +71,7 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := w.serially(ctx, group[0].Customer, func() {
+				err := w.serially(ctx, group[0].Customer, func(ctx context.Context) {
 					for _, e := range group {
 						tally(w.redriveOne(ctx, e))
 					}

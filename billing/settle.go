@@ -85,7 +85,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // and the customer's lock shared with other workers when there is one:
 // Stripe allows one meter-event call per customer at a time, and keeping
 // them apart here avoids the 429s it would answer otherwise.
-func (w *Worker) serially(ctx context.Context, customer string, fn func()) error {
+func (w *Worker) serially(ctx context.Context, customer string, fn func(ctx context.Context)) error {
 	unlock, err := w.locks.lock(ctx, customer)
 	if err != nil {
 		return err
@@ -98,15 +98,16 @@ func (w *Worker) serially(ctx context.Context, customer string, fn func()) error
 	}
 	defer func() { <-w.active }()
 	if w.cfg.CustomerLock != nil {
-		unlockShared, err := w.cfg.CustomerLock.Lock(ctx, customer)
+		held, unlockShared, err := w.cfg.CustomerLock.Lock(ctx, customer)
 		if err != nil {
 			w.metrics.errors.WithLabelValues("customer_lock").Inc()
 			w.log.Error("locking a customer across workers; its events go back on the queue", "customer", customer, "err", err)
 			return err
 		}
 		defer unlockShared()
+		ctx = held
 	}
-	fn()
+	fn(ctx)
 	return nil
 }
 

@@ -74,8 +74,10 @@ type WorkerConfig struct {
 
 // CustomerLock is a lock per customer shared by every worker.
 type CustomerLock interface {
-	// Lock waits until the caller holds customer's lock, or ctx ends.
-	Lock(ctx context.Context, customer string) (unlock func(), err error)
+	// Lock waits until the caller holds customer's lock, or ctx ends. The
+	// returned context ends when the lock is lost: the Stripe calls for the
+	// customer run under it, so they stop rather than overlap another's.
+	Lock(ctx context.Context, customer string) (held context.Context, unlock func(), err error)
 }
 
 // Worker takes events off the queue and settles each in the ledger and with
@@ -206,7 +208,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // finishes unless ctx ends too.
 func (w *Worker) settleMessages(stop, ctx context.Context, msgs []Message, slots chan struct{}, acks *acker) {
 	defer giveSlots(slots, len(msgs))
-	err := w.serially(ctx, msgs[0].Event.Customer, func() {
+	err := w.serially(ctx, msgs[0].Event.Customer, func(ctx context.Context) {
 		for _, msg := range msgs {
 			if stop.Err() != nil {
 				w.giveBack(msg)

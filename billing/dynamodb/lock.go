@@ -17,16 +17,22 @@ import (
 // CustomerLock is a lock per customer in the ledger table, so that workers
 // on different machines never call Stripe for one customer at once (Stripe
 // allows one meter-event call per customer and meter, and answers a second
-// with 429). The item is pk "lock#<customer>", sk "lock", with the holder
-// and an expiry: a holder that dies loses the lock after TTL, and a live
-// one renews it every TTL/3 for as long as it works. Costs two writes per
-// hold (take and release) and one per renewal.
+// with 429). The item is pk "lock#<customer>", sk "lock", with its holder
+// and a version that the holder changes every TTL/3 while it works.
+//
+// No clock is compared across machines: a waiter takes the lock when the
+// item is gone, or when it has watched the same version for a whole TTL on
+// its own clock (the holder died). A holder whose renewal fails, or that
+// has not renewed for most of a TTL, loses the lock at once: the context
+// Lock returns ends, and the Stripe call under it with it (the event is
+// then retried; Stripe dedupes it on its identifier).
 type CustomerLock struct {
 	client *dynamodb.Client
 	table  string
-	// TTL bounds how long a dead holder keeps a customer waiting.
+	// TTL is how long a waiter watches an unchanged version before taking
+	// the lock of a holder that died.
 	TTL time.Duration
-	// Poll is the wait between tries while another holds the lock (with jitter).
+	// Poll is the wait between looks while another holds the lock (with jitter).
 	Poll time.Duration
 	now  func() time.Time
 }
@@ -42,25 +48,33 @@ func NewCustomerLock(client *dynamodb.Client, tables Tables) *CustomerLock {
 	return &CustomerLock{client: client, table: tables.Ledger, TTL: DefaultLockTTL, Poll: DefaultLockPoll, now: time.Now}
 }
 
-// Lock waits until this caller holds customer's lock, or ctx ends.
-func (l *CustomerLock) Lock(ctx context.Context, customer string) (unlock func(), err error) {
-	owner := newOwner()
+// Lock waits until this caller holds customer's lock, or ctx ends. The
+// returned context ends when the lock is lost (or unlock is called): work
+// that must not overlap another holder's runs under it.
+func (l *CustomerLock) Lock(ctx context.Context, customer string) (held context.Context, unlock func(), err error) {
+	owner := newToken()
+	var (
+		seen      string    // the version last seen in another holder's item
+		seenSince time.Time // when it was first seen, on this machine's clock
+	)
 	for {
-		ok, err := l.take(ctx, customer, owner)
+		version, taken, err := l.take(ctx, customer, owner, seen, !seenSince.IsZero() && l.now().Sub(seenSince) >= l.TTL)
 		if err != nil {
-			return nil, fmt.Errorf("locking customer %s: %w", customer, err)
+			return nil, nil, fmt.Errorf("locking customer %s: %w", customer, err)
 		}
-		if ok {
+		if taken {
 			break
 		}
-		wait := l.Poll/2 + mathrand.N(l.Poll+1)
+		if version != seen {
+			seen, seenSince = version, l.now()
+		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
+			return nil, nil, ctx.Err()
+		case <-time.After(l.Poll/2 + mathrand.N(l.Poll+1)):
 		}
 	}
-	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	held, lose := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -68,53 +82,69 @@ func (l *CustomerLock) Lock(ctx context.Context, customer string) (unlock func()
 		defer t.Stop()
 		for {
 			select {
-			case <-renewCtx.Done():
+			case <-held.Done():
 				return
 			case <-t.C:
-				l.renew(renewCtx, customer, owner)
+				if err := l.renew(held, customer, owner); err != nil {
+					lose() // another may take it now: stop working under it
+					return
+				}
 			}
 		}
 	}()
-	return func() {
-		stopRenewing()
+	return held, func() {
+		lose()
 		<-done
 		l.release(customer, owner)
 	}, nil
 }
 
-// take puts the lock item unless another holder's is there and unexpired.
-func (l *CustomerLock) take(ctx context.Context, customer, owner string) (bool, error) {
-	now := l.now()
-	_, err := l.client.PutItem(ctx, &dynamodb.PutItemInput{
+// take puts this caller's item when there is none, or replaces another
+// holder's when expired is set and its version is still seen. It returns
+// the version of the item that stands in the way otherwise.
+func (l *CustomerLock) take(ctx context.Context, customer, owner, seen string, expired bool) (version string, taken bool, err error) {
+	cond := "attribute_not_exists(pk)"
+	values := map[string]types.AttributeValue{}
+	if expired {
+		cond = "attribute_not_exists(pk) OR version = :seen"
+		values[":seen"] = str(seen)
+	}
+	in := &dynamodb.PutItemInput{
 		TableName: aws.String(l.table),
 		Item: map[string]types.AttributeValue{
 			"pk": str("lock#" + customer), "sk": str("lock"),
-			"owner": str(owner), "expires": num(now.Add(l.TTL).UnixMilli()),
+			"owner": str(owner), "version": str(newToken()),
 		},
-		ConditionExpression:       aws.String("attribute_not_exists(pk) OR expires < :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(now.UnixMilli())},
-	})
+		ConditionExpression:                 aws.String(cond),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+	if len(values) > 0 {
+		in.ExpressionAttributeValues = values
+	}
+	_, err = l.client.PutItem(ctx, in)
 	var held *types.ConditionalCheckFailedException
 	if errors.As(err, &held) {
-		return false, nil
+		return stringAttr(held.Item, "version"), false, nil
 	}
-	return err == nil, err
+	return "", err == nil, err
 }
 
-// renew pushes the expiry on while owner holds the lock.
-func (l *CustomerLock) renew(ctx context.Context, customer, owner string) {
-	l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+// renew changes the version while owner holds the lock; an error means the
+// lock is lost (another took it) or cannot be vouched for.
+func (l *CustomerLock) renew(ctx context.Context, customer, owner string) error {
+	_, err := l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(l.table),
 		Key:                       map[string]types.AttributeValue{"pk": str("lock#" + customer), "sk": str("lock")},
-		UpdateExpression:          aws.String("SET expires = :expires"),
+		UpdateExpression:          aws.String("SET version = :version"),
 		ConditionExpression:       aws.String("#owner = :owner"),
 		ExpressionAttributeNames:  map[string]string{"#owner": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":owner": str(owner), ":expires": num(l.now().Add(l.TTL).UnixMilli())},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":owner": str(owner), ":version": str(newToken())},
 	})
+	return err
 }
 
 // release deletes the lock item if owner still holds it. A failed release
-// only makes the next holder wait for the expiry.
+// only makes the next holder wait a TTL.
 func (l *CustomerLock) release(customer, owner string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -127,8 +157,8 @@ func (l *CustomerLock) release(customer, owner string) {
 	})
 }
 
-// newOwner names one hold of a lock.
-func newOwner() string {
+// newToken names one hold of a lock, or one version of it.
+func newToken() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return hex.EncodeToString(b)

@@ -2,7 +2,6 @@ package dynamodb_test
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,17 +17,16 @@ import (
 // its turn.
 func TestCustomerLockIsExclusive(t *testing.T) {
 	client, tables := newTables(t)
-	ledgerTables := dynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger}
 	var (
 		holding, most atomic.Int32
 		turns         atomic.Int32
 		wg            sync.WaitGroup
 	)
 	for range 4 {
-		lock := dynamodb.NewCustomerLock(client, ledgerTables)
+		lock := dynamodb.NewCustomerLock(client, dynamodb.Tables{Ledger: tables.Ledger})
 		wg.Go(func() {
 			for range 5 {
-				unlock, err := lock.Lock(context.Background(), "did:mailto:example.com:hot")
+				_, unlock, err := lock.Lock(context.Background(), "did:mailto:example.com:hot")
 				if err != nil {
 					t.Error(err)
 					return
@@ -49,28 +47,68 @@ func TestCustomerLockIsExclusive(t *testing.T) {
 	}
 }
 
-// TestCustomerLockOfADeadHolderExpires: a holder that died (its lock item
-// left behind, expired) does not keep the customer waiting.
-func TestCustomerLockOfADeadHolderExpires(t *testing.T) {
+// TestCustomerLockOfADeadHolderIsTakenAfterTTL: a holder that died leaves
+// its item, whose version then never changes; a waiter takes it once it has
+// watched that version for a TTL on its own clock.
+func TestCustomerLockOfADeadHolderIsTakenAfterTTL(t *testing.T) {
 	client, tables := newTables(t)
-	lock := dynamodb.NewCustomerLock(client, dynamodb.Tables{Ledger: tables.Ledger})
 	putItem(t, client, tables.Ledger, map[string]types.AttributeValue{
-		"pk": s("lock#did:mailto:example.com:a"), "sk": s("lock"), "owner": s("dead"),
-		"expires": n(strconv.FormatInt(time.Now().Add(-time.Second).UnixMilli(), 10)),
+		"pk": s("lock#did:mailto:example.com:a"), "sk": s("lock"), "owner": s("dead"), "version": s("v1"),
 	})
+	lock := dynamodb.NewCustomerLock(client, dynamodb.Tables{Ledger: tables.Ledger})
+	lock.TTL = 300 * time.Millisecond
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	unlock, err := lock.Lock(ctx, "did:mailto:example.com:a")
+	_, unlock, err := lock.Lock(ctx, "did:mailto:example.com:a")
 	if err != nil {
-		t.Fatalf("the expired lock was not taken over: %v", err)
+		t.Fatalf("the dead holder's lock was never taken: %v", err)
 	}
 	unlock()
-	// A live holder's lock is not taken: the next Lock waits for it.
-	unlock, _ = lock.Lock(context.Background(), "did:mailto:example.com:a")
+	if waited := time.Since(start); waited < lock.TTL {
+		t.Fatalf("taken after %v, before a TTL of %v", waited, lock.TTL)
+	}
+}
+
+// TestCustomerLockIgnoresClockSkew (found in review): a machine whose clock
+// runs far ahead must not take a live holder's lock.
+func TestCustomerLockIgnoresClockSkew(t *testing.T) {
+	client, tables := newTables(t)
+	holder := dynamodb.NewCustomerLock(client, dynamodb.Tables{Ledger: tables.Ledger})
+	holder.TTL = 300 * time.Millisecond
+	_, unlock, err := holder.Lock(context.Background(), "did:mailto:example.com:a")
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer unlock()
-	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel2()
-	if _, err := dynamodb.NewCustomerLock(client, dynamodb.Tables{Ledger: tables.Ledger}).Lock(short, "did:mailto:example.com:a"); err == nil {
-		t.Fatal("a second holder took a live lock")
+	ahead := dynamodb.NewCustomerLock(client, dynamodb.Tables{Ledger: tables.Ledger})
+	ahead.TTL = 300 * time.Millisecond
+	ahead.SetClock(func() time.Time { return time.Now().Add(time.Hour) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, _, err := ahead.Lock(ctx, "did:mailto:example.com:a"); err == nil {
+		t.Fatal("a machine with its clock an hour ahead took a live holder's lock")
+	}
+}
+
+// TestCustomerLockLostEndsTheHoldersWork (found in review): when the
+// holder cannot renew (here another took the item), the context it works
+// under ends, so it stops calling Stripe instead of overlapping.
+func TestCustomerLockLostEndsTheHoldersWork(t *testing.T) {
+	client, tables := newTables(t)
+	lock := dynamodb.NewCustomerLock(client, dynamodb.Tables{Ledger: tables.Ledger})
+	lock.TTL = 300 * time.Millisecond
+	held, unlock, err := lock.Lock(context.Background(), "did:mailto:example.com:a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	putItem(t, client, tables.Ledger, map[string]types.AttributeValue{
+		"pk": s("lock#did:mailto:example.com:a"), "sk": s("lock"), "owner": s("someone else"), "version": s("x"),
+	})
+	select {
+	case <-held.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("the holder kept working after losing its lock")
 	}
 }
