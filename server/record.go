@@ -62,7 +62,7 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 	parser, ok := capabilities.Parsers[can]
 	if !ok {
 		return s.fail(inv, o.capability, capabilities.Failure{FailureName: "HandlerNotFound",
-			Message: fmt.Sprintf("this service does not provide %q; it provides %q and %q", can, capabilities.UsageRecord, capabilities.EgressRecord)})
+			Message: fmt.Sprintf("this service does not provide %q; it provides %s", can, strings.Join(s.served(), ", "))})
 	}
 	o.capability = can
 

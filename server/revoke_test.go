@@ -412,3 +412,24 @@ func TestRevokeRefusesBadInvocations(t *testing.T) {
 	}
 	mustFail(t, h.ucantoExecute(inv)[0], capabilities.UCANNotFoundName)
 }
+
+// TestInfoListsRevokeWhenServed: GET / names ucan/revoke only when the
+// server keeps revocations.
+func TestInfoListsRevokeWhenServed(t *testing.T) {
+	record := []string{capabilities.UsageRecord, capabilities.EgressRecord}
+	for _, c := range []struct {
+		h    *harness
+		want []string
+	}{
+		{newHarness(t, nil), record},
+		{revokingHarness(t), append(record, capabilities.UcanRevoke)},
+	} {
+		info, err := c.h.client.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(info.Capabilities, " ") != strings.Join(c.want, " ") {
+			t.Errorf("GET / capabilities = %v, want %v", info.Capabilities, c.want)
+		}
+	}
+}

@@ -242,8 +242,17 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 		DID:          s.audiences[0],
 		Aliases:      s.audiences[1:],
 		Version:      s.cfg.Version,
-		Capabilities: []string{capabilities.UsageRecord, capabilities.EgressRecord},
+		Capabilities: s.served(),
 	})
+}
+
+// served lists the capabilities this server answers.
+func (s *Server) served() []string {
+	served := []string{capabilities.UsageRecord, capabilities.EgressRecord}
+	if s.cfg.Revocations != nil {
+		served = append(served, capabilities.UcanRevoke)
+	}
+	return served
 }
 
 // httpError is the JSON body of every non-ucanto error response: the same
