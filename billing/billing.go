@@ -1,7 +1,8 @@
 // Package billing is where egress is counted and turned into money: the
 // egress event, the durable queue that carries it from the server to the
 // worker, the ledger that makes each event count exactly once, and the worker
-// that reports events to the payment provider.
+// that gathers events into batches and reports them to a billing sink (Stripe
+// is one, in billing/stripe; the worker knows only the Sink interface).
 package billing
 
 import (
@@ -21,12 +22,6 @@ type Event struct {
 	Bytes    int64     `json:"bytes"`
 	ServedAt time.Time `json:"servedAt"`
 	Cause    string    `json:"cause"`
-	// Resend counts the times a redrive sent the event again after Stripe
-	// had accepted and then rejected it: Stripe keeps an identifier taken
-	// for 24 hours even when it rejected the event, so each such resend
-	// goes under a new identifier derived from Cause and Resend. Zero for
-	// every event the server queues; the ledger stores it with the entry.
-	Resend int `json:"resend,omitempty"`
 }
 
 // Message is an event taken off a queue. It stays invisible to other

@@ -14,21 +14,21 @@ type State string
 // event ever leaves the ledger: an operator can always see what was billed,
 // what was not and why.
 const (
-	// Pending: recorded and counted, not yet settled with Stripe.
+	// Pending: recorded and counted, not yet settled with the sink.
 	Pending State = "pending"
-	// Reported: Stripe accepted the meter event. Final, except that Stripe
+	// Reported: the sink accepted the charge. Final, except that the sink
 	// may reject it later (see Rejected).
 	Reported State = "reported"
-	// Unbillable: it cannot be billed as things stand (no Stripe account,
-	// no Stripe key, rejected by Stripe as invalid); redrive once fixed.
+	// Unbillable: it cannot be billed as things stand (no billing account,
+	// no sink configured, refused by the sink as invalid); redrive once fixed.
 	Unbillable State = "unbillable"
-	// Failed: Stripe stayed unreachable for every try (the dead-letter
-	// state); redrive once Stripe is back.
+	// Failed: the sink stayed unreachable for every try (the dead-letter
+	// state); redrive once it is back.
 	Failed State = "failed"
-	// Rejected: Stripe accepted the meter event, then rejected it in an
-	// asynchronous error report (unknown customer, no meter); the reason is
-	// Stripe's code and message. Only Reject moves an entry here; redrive
-	// once fixed (it sends the event under a new identifier).
+	// Rejected: the sink accepted the charge, then rejected it in an
+	// asynchronous error report (Stripe: unknown customer, no meter); the
+	// reason is the sink's code and message. Only Reject moves a batch
+	// here; redrive once fixed (it sends the batch under a new identifier).
 	Rejected State = "rejected"
 )
 
@@ -47,16 +47,19 @@ func ParseState(s string) (State, error) {
 
 // Reasons the worker writes for unbillable events.
 const (
-	ReasonNoAccount = "no Stripe account"
-	ReasonNoKey     = "no Stripe key"
+	ReasonNoAccount = "the customer has no billing account"
+	ReasonNoSink    = "no billing sink configured"
 )
 
-// ErrNotFound means the ledger has no entry for the cause asked for.
+// ErrNotFound means the ledger has no entry (or batch) for the cause (or
+// batch ID) asked for.
 var ErrNotFound = errors.New("billing: no ledger entry")
 
 // Entry is one event in the ledger with how it was settled.
 type Entry struct {
 	Event
+	// Batch is the ID of the batch the event was billed in.
+	Batch string
 	State State
 	// Reason says why an entry is unbillable, failed or rejected; empty otherwise.
 	Reason     string
@@ -68,6 +71,8 @@ type Entry struct {
 type EntryFilter struct {
 	States   []State
 	Customer string
+	// Batch narrows to the members of one batch; empty is all.
+	Batch string
 	// After is a cause: only entries ordered after it are returned, so a
 	// caller can page through a large ledger (entries come ordered by cause).
 	After string
@@ -92,43 +97,55 @@ type Usage struct {
 	Events   int64  `json:"events"`
 }
 
+// BatchFilter selects batches, for reconciliation with the sink.
+type BatchFilter struct {
+	// Customer is required.
+	Customer string
+	// From and To bound the batches' Timestamp: From <= Timestamp < To.
+	From, To time.Time
+}
+
 // Ledger remembers every event by its cause so that each is counted and
-// billed exactly once. It is deliberately small: an SQLite implementation
-// does each write in one transaction, and the DynamoDB one does Record as a
-// single TransactWriteItems (a conditional put on the events table plus an
-// ADD on the monthly table) and Mark as one conditional update.
+// billed exactly once, and every batch the worker sends so that a batch is
+// sent again with the same identifier and value however often it is retried.
+// An event and its batch always share a state: Settle and Reject move them
+// together.
 type Ledger interface {
-	// Record inserts ev as Pending and adds its bytes and one event to the
-	// monthly total of its customer, space and month, all in one
-	// transaction. If the cause is already in the ledger nothing changes and
-	// Record returns the stored entry with isNew false. A new entry whose
-	// bytes would take the month's total past 2^63-1 is recorded already
-	// settled, as Failed with a reason starting ReasonTotalOverflow, its
-	// bytes left out of the total (isNew is true: the caller must not bill it).
-	Record(ctx context.Context, ev Event) (entry Entry, isNew bool, err error)
-	// Mark moves the entry of ev to state with reason. ev is the event as
-	// recorded (an Entry's Event, or the one given to Record): a store may
-	// key its rows by more than the cause (the DynamoDB ledger keys them, as
-	// Storacha does, by space, resource, servedAt and cause), and a cause
-	// alone would then take a query on an eventually consistent index to
-	// find. Mark stores ev.Resend with the state. A Reported entry is
-	// final: marking it again changes nothing, so a slow duplicate can
-	// never undo a success. A Rejected entry changes only for an ev.Resend
-	// above the stored one (a redrive sending it under a new identifier),
-	// so a slow duplicate cannot turn Stripe's rejection into a success;
-	// nor does any entry change for an ev.Resend below the stored one.
-	// ErrNotFound when the event was never recorded.
-	Mark(ctx context.Context, ev Event, state State, reason string) error
-	// Reject moves the entry of cause to Rejected with reason, and stores
-	// resend, unless the stored Resend is above resend (a late report on
-	// an identifier a redrive has replaced). It applies whatever the state:
-	// Stripe names a rejected meter event only by its identifier, so the
-	// cause and resend are all the caller has (both ledgers key their
-	// entries by cause). Rejecting a rejected entry again only updates the
-	// reason. ErrNotFound when the cause was never recorded.
-	Reject(ctx context.Context, cause string, resend int, reason string) error
+	// Record records the events of evs not yet in the ledger as Pending,
+	// gathered into batches by rule (billing.FormBatches) and counted in the
+	// monthly totals of their customer, space and month, in one transaction
+	// per batch at least: a batch and its members are written together or
+	// not at all, and each batch adds to a monthly total once. It returns
+	// one entry per event of evs, in order (for an event already in the
+	// ledger, the stored entry, untouched), and the batches it made. An
+	// event whose bytes would take its month's total past 2^63-1 is
+	// recorded already settled, as Failed with a reason starting
+	// ReasonTotalOverflow, alone in its batch, its bytes left out of the
+	// total; that batch is not among those returned.
+	Record(ctx context.Context, evs []Event, rule BatchRule) (entries []Entry, batches []Batch, err error)
+	// Batch returns the batch with id; ErrNotFound when there is none.
+	Batch(ctx context.Context, id string) (Batch, error)
+	// Settle moves each batch, and every member of it, to its state with its
+	// reason, storing the batch's Resend. A Reported batch is final: settling
+	// it again changes nothing, so a slow duplicate can never undo a
+	// success. A Rejected batch changes only for a Resend above the stored
+	// one (a redrive sending it under a new identifier), so a slow duplicate
+	// cannot turn the sink's rejection into a success; nor does any batch
+	// change for a Resend below the stored one. ErrNotFound when a batch was
+	// never recorded.
+	Settle(ctx context.Context, settlements ...Settlement) error
+	// Reject moves the batch id and its members to Rejected with reason, and
+	// stores resend, unless the stored Resend is above resend (a late report
+	// on an identifier a redrive has replaced). It applies whatever the
+	// state: the sink names a rejected charge only by its identifier, so the
+	// batch ID and resend are all the caller has. Rejecting a rejected batch
+	// again only updates the reason. ErrNotFound when there is no such batch.
+	Reject(ctx context.Context, id string, resend int, reason string) error
 	// Entries lists entries matching f, ordered by cause.
 	Entries(ctx context.Context, f EntryFilter) ([]Entry, error)
+	// Batches calls fn with each batch matching f, in no promised order,
+	// stopping at fn's first error, which it returns.
+	Batches(ctx context.Context, f BatchFilter, fn func(Batch) error) error
 	// Usage returns the monthly totals matching f, by customer then space.
 	Usage(ctx context.Context, f UsageFilter) ([]Usage, error)
 	// Count returns how many entries of f's month (and customer) are in each state.
