@@ -1,0 +1,397 @@
+package stripe_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	stripego "github.com/stripe/stripe-go/v81"
+	"github.com/stripe/stripe-go/v81/billing/meterevent"
+
+	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/billing/stripe"
+	"github.com/egressd/egressd/billing/stripe/stripetest"
+)
+
+const (
+	alice = "did:mailto:example.com:alice"
+	bob   = "did:mailto:example.com:bob"
+)
+
+// batchLedger is the part of a ledger reconciliation reads: the batches.
+// The embedded nil Ledger makes any other call fail loudly.
+type batchLedger struct {
+	billing.Ledger
+	mu      sync.Mutex
+	batches []billing.Batch
+}
+
+func (l *batchLedger) add(bs ...billing.Batch) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.batches = append(l.batches, bs...)
+}
+
+func (l *batchLedger) Batches(ctx context.Context, f billing.BatchFilter, fn func(billing.Batch) error) error {
+	l.mu.Lock()
+	bs := append([]billing.Batch(nil), l.batches...)
+	l.mu.Unlock()
+	for _, b := range bs {
+		if b.Customer == f.Customer && !b.Timestamp.Before(f.From) && b.Timestamp.Before(f.To) {
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// testClock is one clock for the fake Stripe and for Reconcile.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// world is a fake Stripe with the egress meter and a ledger, on one clock
+// starting at noon on 20 May 2026.
+type world struct {
+	fake   *stripetest.Fake
+	ledger *batchLedger
+	clock  *testClock
+	events meterevent.Client
+	n      int
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	w := &world{fake: stripetest.New(t), ledger: &batchLedger{}, clock: &testClock{now: time.Date(2026, 5, 20, 12, 0, 0, 0, time.UTC)}}
+	w.fake.SetNow(w.clock.Now)
+	w.fake.AddMeter("egress")
+	backend := stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
+		URL:               stripego.String(w.fake.URL),
+		MaxNetworkRetries: stripego.Int64(0),
+		LeveledLogger:     &stripego.LeveledLogger{Level: stripego.LevelNull},
+	})
+	w.events = meterevent.Client{B: backend, Key: stripetest.Key}
+	return w
+}
+
+// batch records a batch of customer's served at ts in the ledger, in state
+// st as of now; with sent, the worker's meter event for it reached Stripe
+// now, as the worker sends it.
+func (w *world) batch(t *testing.T, customer string, ts time.Time, bytes int64, st billing.State, sent bool) billing.Batch {
+	t.Helper()
+	w.n++
+	now := w.clock.Now()
+	b := billing.Batch{
+		ID:       fmt.Sprintf("bafyreibatch%04d", w.n),
+		Customer: customer, Timestamp: ts, Bytes: bytes, Events: 1, State: st,
+		RecordedAt: now, UpdatedAt: now,
+	}
+	w.ledger.add(b)
+	if sent {
+		w.send(t, "cus_"+strings.TrimPrefix(customer, "did:mailto:example.com:"), stripe.BatchIdentifier(b), bytes, ts)
+	}
+	return b
+}
+
+// send makes Stripe receive a meter event now.
+func (w *world) send(t *testing.T, customer, identifier string, value int64, ts time.Time) {
+	t.Helper()
+	_, err := w.events.New(&stripego.BillingMeterEventParams{
+		EventName:  stripego.String("egress"),
+		Identifier: stripego.String(identifier),
+		Payload:    map[string]string{"stripe_customer_id": customer, "value": strconv.FormatInt(value, 10)},
+		Timestamp:  stripego.Int64(ts.Unix()),
+	})
+	if err != nil {
+		t.Fatalf("sending %s to the fake: %v", identifier, err)
+	}
+}
+
+// reconcile runs Reconcile over [from, to) for alice (stripe:cus_alice)
+// and bob (no account).
+func (w *world) reconcile(t *testing.T, from, to time.Time, fix bool) stripe.ReconcileReport {
+	t.Helper()
+	rep, err := stripe.Reconcile(context.Background(), stripe.ReconcileConfig{
+		Ledger: w.ledger, Key: stripetest.Key, URL: w.fake.URL, EventName: "egress", Rate: 1000, Timeout: 5 * time.Second,
+		Customers: []stripe.ReconcileCustomer{{Customer: alice, Account: "stripe:cus_alice"}, {Customer: bob}},
+		From:      from, To: to, Fix: fix, Now: w.clock.Now,
+	})
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	return rep
+}
+
+// hours is a report's hours as "hour ledger stripe status" lines.
+func hours(rep stripe.ReconcileReport) string {
+	var lines []string
+	for _, h := range rep.Hours {
+		lines = append(lines, fmt.Sprintf("%s %d %d %s", h.Hour.Format("02T15"), h.Ledger, h.Stripe, h.Status))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestReconcileClean: a ledger whose reported batches Stripe holds, and
+// whose failed batch Stripe does not, matches hour by hour; bob, without an
+// account, is named as skipped; nothing is written to Stripe. The meter is
+// found on the second page of meters and the summaries take two pages.
+func TestReconcileClean(t *testing.T) {
+	w := newWorld(t)
+	for i := range 120 {
+		w.fake.AddMeter(fmt.Sprintf("other-%d", i)) // newer, listed first
+	}
+	day := w.clock.Now().Truncate(24 * time.Hour).Add(-72 * time.Hour)
+	w.batch(t, alice, day.Add(10*time.Hour+5*time.Minute), 1000, billing.Reported, true)
+	w.batch(t, alice, day.Add(10*time.Hour+55*time.Minute), 2000, billing.Reported, true)
+	w.batch(t, alice, day.Add(30*time.Hour), 4000, billing.Reported, true)
+	w.batch(t, alice, day.Add(30*time.Hour+time.Minute), 8000, billing.Failed, false)
+	w.batch(t, bob, day.Add(11*time.Hour), 16000, billing.Unbillable, false)
+	w.clock.advance(time.Hour)
+
+	rep := w.reconcile(t, day, day.Add(5*24*time.Hour), true)
+	want := "17T10 3000 3000 match\n18T06 4000 4000 match"
+	if got := hours(rep); got != want || !rep.OK() {
+		t.Fatalf("hours:\n%s\nwant:\n%s", got, want)
+	}
+	if len(rep.Skipped) != 1 || rep.Skipped[0].Customer != bob || rep.Skipped[0].Reason != "no Stripe account" {
+		t.Fatalf("skipped = %+v, want bob without an account", rep.Skipped)
+	}
+	if len(rep.Actions) != 0 || w.fake.Requests(stripetest.AdjustmentsEndpoint) != 0 || w.fake.Calls() != 3 {
+		t.Fatalf("a clean ledger changed Stripe: actions %+v, %d calls", rep.Actions, w.fake.Calls())
+	}
+	if n := w.fake.Requests(stripetest.EventSummariesEndpoint); n != 2 {
+		t.Fatalf("%d summary requests for 120 hours, want 2 pages", n)
+	}
+	if n := w.fake.Requests(stripetest.MetersEndpoint); n != 2 {
+		t.Fatalf("%d meter list requests for 121 meters, want 2 pages", n)
+	}
+}
+
+// TestReconcileCorrectsLostEvents: batches the ledger holds as reported but
+// Stripe never counted are found; --fix sends one correction per hour; a
+// second --fix before Stripe's summary shows them sends the same
+// identifiers, which Stripe refuses as duplicates, so nothing is counted
+// twice; once the summary catches up everything matches. An hour the ledger
+// changed moments ago is left for a later run.
+func TestReconcileCorrectsLostEvents(t *testing.T) {
+	w := newWorld(t)
+	w.fake.SetSummaryLag(10 * time.Minute)
+	day := w.clock.Now().Truncate(24 * time.Hour).Add(-48 * time.Hour)
+	w.batch(t, alice, day.Add(3*time.Hour), 1000, billing.Reported, true)
+	w.batch(t, alice, day.Add(3*time.Hour+time.Minute), 2000, billing.Reported, false) // lost
+	w.batch(t, alice, day.Add(7*time.Hour), 4000, billing.Reported, false)             // lost
+	w.clock.advance(time.Hour)
+	from, to := day, day.Add(24*time.Hour)
+
+	rep := w.reconcile(t, from, to, false)
+	if got, want := hours(rep), "18T03 3000 1000 drift\n18T07 4000 0 drift"; got != want || rep.OK() {
+		t.Fatalf("without --fix:\n%s\nwant:\n%s", got, want)
+	}
+	if w.fake.Calls() != 1 {
+		t.Fatal("reconciling without --fix sent meter events")
+	}
+
+	rep = w.reconcile(t, from, to, true)
+	if got, want := hours(rep), "18T03 3000 1000 mended\n18T07 4000 0 mended"; got != want || !rep.OK() {
+		t.Fatalf("--fix:\n%s\nwant:\n%s", got, want)
+	}
+	if len(rep.Actions) != 2 || rep.Actions[0].Value != 2000 || rep.Actions[1].Value != 4000 || rep.Actions[0].Result != "sent" {
+		t.Fatalf("actions = %+v, want corrections of 2000 and 4000 sent", rep.Actions)
+	}
+	first := rep.Actions
+	for _, a := range first {
+		ev, ok := w.fake.Events()[a.Identifier]
+		if !ok || ev.Customer != "cus_alice" || ev.Value != a.Value || ev.Timestamp != a.Hour.Add(time.Hour-time.Second).Unix() {
+			t.Fatalf("correction %+v at Stripe: %+v", a, ev)
+		}
+	}
+
+	// Stripe's summary lags: the same drift, the same identifiers, refused.
+	w.clock.advance(time.Minute)
+	rep = w.reconcile(t, from, to, true)
+	if got := hours(rep); got != "18T03 3000 1000 mended\n18T07 4000 0 mended" {
+		t.Fatalf("second --fix:\n%s", got)
+	}
+	for i, a := range rep.Actions {
+		if a.Identifier != first[i].Identifier || !strings.HasPrefix(a.Result, "already at Stripe") {
+			t.Fatalf("second --fix action %+v, want %s already at Stripe", a, first[i].Identifier)
+		}
+	}
+	if n := len(w.fake.Accepted()); n != 3 {
+		t.Fatalf("Stripe accepted %d meter events, want the batch and 2 corrections", n)
+	}
+
+	w.clock.advance(10 * time.Minute)
+	rep = w.reconcile(t, from, to, true)
+	if got := hours(rep); got != "18T03 3000 3000 match\n18T07 4000 4000 match" || len(rep.Actions) != 0 {
+		t.Fatalf("once Stripe's summary caught up:\n%s\nactions %+v", got, rep.Actions)
+	}
+	if total := w.fake.Totals()["cus_alice"]; total != 7000 {
+		t.Fatalf("Stripe bills %d, want the ledger's 7000", total)
+	}
+
+	// A batch the worker reported a moment ago, not yet in the summary.
+	w.batch(t, alice, day.Add(9*time.Hour), 500, billing.Reported, true)
+	rep = w.reconcile(t, from, to, true)
+	if got := hours(rep); !strings.HasSuffix(got, "18T09 500 0 unsettled") || rep.OK() || len(rep.Actions) != 0 {
+		t.Fatalf("a batch settled just now:\n%s\nactions %+v", got, rep.Actions)
+	}
+	w.clock.advance(stripe.DefaultSettle)
+	if rep = w.reconcile(t, from, to, true); !rep.OK() || len(rep.Actions) != 0 {
+		t.Fatalf("after the settle time:\n%s", hours(rep))
+	}
+}
+
+// TestReconcileOverReports: Stripe counts batches the ledger holds as not
+// billed. One sent in the past 24 h is cancelled; one the ledger last sent
+// more than 24 h ago, and one Stripe received more than 24 h ago, cannot
+// be, and are named; so is an event the ledger knows nothing of.
+func TestReconcileOverReports(t *testing.T) {
+	w := newWorld(t)
+	day := w.clock.Now().Truncate(24 * time.Hour).Add(-48 * time.Hour)
+	w.batch(t, alice, day.Add(1*time.Hour), 1000, billing.Reported, true)
+	oldFailed := w.batch(t, alice, day.Add(1*time.Hour+time.Minute), 300, billing.Failed, true)
+	received := w.batch(t, alice, day.Add(2*time.Hour), 700, billing.Failed, true)
+	w.clock.advance(25 * time.Hour)
+	// The ledger updated this one since (a redrive that failed again).
+	received.UpdatedAt = w.clock.Now()
+	w.ledger.mu.Lock()
+	for i := range w.ledger.batches {
+		if w.ledger.batches[i].ID == received.ID {
+			w.ledger.batches[i] = received
+		}
+	}
+	w.ledger.mu.Unlock()
+	fresh := w.batch(t, alice, day.Add(3*time.Hour), 2000, billing.Pending, true)
+	w.batch(t, alice, day.Add(3*time.Hour+time.Minute), 50, billing.Failed, false) // not at Stripe
+	w.send(t, "cus_alice", "someone-else-1", 90, day.Add(4*time.Hour))
+	w.clock.advance(time.Hour)
+
+	rep := w.reconcile(t, day, day.Add(24*time.Hour), true)
+	want := "18T01 1000 1300 unmended\n18T02 0 700 unmended\n18T03 0 2000 mended\n18T04 0 90 unmended"
+	if got := hours(rep); got != want || rep.OK() {
+		t.Fatalf("hours:\n%s\nwant:\n%s", got, want)
+	}
+	byHour := make(map[int]stripe.ReconcileHour)
+	for _, h := range rep.Hours {
+		byHour[h.Hour.Hour()] = h
+	}
+	if h := byHour[1]; h.Unmended != 300 || !strings.Contains(h.Reason, oldFailed.ID) || !strings.Contains(h.Reason, "more than 24 h ago") {
+		t.Errorf("hour 1: %+v; want 300 unmended naming %s as past cancelling", h, oldFailed.ID)
+	}
+	if h := byHour[2]; h.Unmended != 700 {
+		t.Errorf("hour 2: %+v; want 700 unmended", h)
+	}
+	if h := byHour[4]; h.Unmended != 90 || !strings.Contains(h.Reason, "no batch the ledger holds as not billed") {
+		t.Errorf("hour 4: %+v; want 90 unmended, unexplained", h)
+	}
+	results := make(map[string]string)
+	for _, a := range rep.Actions {
+		if a.Kind != "cancel" {
+			t.Fatalf("action %+v, want only cancels", a)
+		}
+		results[a.Batch] = a.Result
+	}
+	if len(results) != 2 || results[fresh.ID] != "cancelled" || !strings.HasPrefix(results[received.ID], "not cancelled: ") {
+		t.Fatalf("cancels %v; want %s cancelled and %s refused by Stripe (received 26 h ago)", results, fresh.ID, received.ID)
+	}
+	if ev := w.fake.Events()[stripe.BatchIdentifier(fresh)]; !ev.Cancelled {
+		t.Fatalf("the pending batch's meter event was not cancelled at Stripe: %+v", ev)
+	}
+
+	// Again: the cancelled hour is gone (nothing billed, nothing reported);
+	// nothing else can be done.
+	rep = w.reconcile(t, day, day.Add(24*time.Hour), true)
+	if got := hours(rep); got != "18T01 1000 1300 unmended\n18T02 0 700 unmended\n18T04 0 90 unmended" {
+		t.Fatalf("second run:\n%s", got)
+	}
+}
+
+// TestReconcileHourPastStripesWindow: an under-report in an hour more than
+// 35 days old cannot be corrected, and is named with its value.
+func TestReconcileHourPastStripesWindow(t *testing.T) {
+	w := newWorld(t)
+	old := w.clock.Now().AddDate(0, 0, -35).Truncate(time.Hour).Add(-2 * time.Hour)
+	w.batch(t, alice, old.Add(10*time.Minute), 1234, billing.Reported, false)
+	w.clock.advance(time.Hour)
+	rep := w.reconcile(t, old, old.Add(24*time.Hour), true)
+	if len(rep.Hours) != 1 || rep.Hours[0].Status != stripe.Unmended || rep.Hours[0].Unmended != -1234 ||
+		!strings.Contains(rep.Hours[0].Reason, "more than 35 days old") || rep.OK() {
+		t.Fatalf("hours %+v; want 1234 bytes named as too old to correct", rep.Hours)
+	}
+	if len(rep.Actions) != 0 || w.fake.Calls() != 0 {
+		t.Fatalf("sent %+v for an hour Stripe no longer takes", rep.Actions)
+	}
+}
+
+// TestCheckRange: ranges are rounded outward to whole hours, and must be
+// neither empty nor longer than MaxReconcileRange.
+func TestCheckRange(t *testing.T) {
+	at := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		from, to, wantFrom, wantTo, err string
+	}{
+		{"2026-05-01T10:20:00Z", "2026-05-01T12:00:00Z", "2026-05-01T10:00:00Z", "2026-05-01T12:00:00Z", ""},
+		{"2026-05-01T10:00:00Z", "2026-05-01T10:00:01Z", "2026-05-01T10:00:00Z", "2026-05-01T11:00:00Z", ""},
+		{"2026-05-01T12:30:00+02:00", "2026-05-01T11:30:00Z", "2026-05-01T10:00:00Z", "2026-05-01T12:00:00Z", ""},
+		{"2026-05-01T10:00:00Z", "2026-06-06T10:00:00Z", "2026-05-01T10:00:00Z", "2026-06-06T10:00:00Z", ""},
+		{"2026-05-01T10:00:00Z", "2026-05-01T10:00:00Z", "", "", "empty"},
+		{"2026-05-01T11:00:00Z", "2026-05-01T10:00:00Z", "", "", "empty"},
+		{"2026-05-01T10:00:00Z", "2026-06-06T10:00:01Z", "", "", "at most 36 days"},
+	} {
+		from, to, err := stripe.CheckRange(at(c.from), at(c.to))
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s..%s: err %v, want %q", c.from, c.to, err, c.err)
+		case c.err == "" && (err != nil || !from.Equal(at(c.wantFrom)) || !to.Equal(at(c.wantTo))):
+			t.Errorf("%s..%s = %s..%s, %v; want %s..%s", c.from, c.to, from, to, err, c.wantFrom, c.wantTo)
+		}
+	}
+}
+
+// TestCorrectionIdentifier: a correction's identifier fits Stripe's 100
+// characters, is the same for the same comparison, and differs when the
+// totals or the hour differ.
+func TestCorrectionIdentifier(t *testing.T) {
+	hour := time.Date(2026, 5, 18, 3, 0, 0, 0, time.UTC)
+	id := stripe.CorrectionIdentifier("egress", "cus_alice", hour, 3000, 1000)
+	if len(id) > 100 || id != stripe.CorrectionIdentifier("egress", "cus_alice", hour, 3000, 1000) {
+		t.Fatalf("identifier %q: want at most 100 characters and stable", id)
+	}
+	for _, other := range []string{
+		stripe.CorrectionIdentifier("egress", "cus_alice", hour, 3000, 2000),
+		stripe.CorrectionIdentifier("egress", "cus_alice", hour, 4000, 2000),
+		stripe.CorrectionIdentifier("egress", "cus_alice", hour.Add(time.Hour), 3000, 1000),
+		stripe.CorrectionIdentifier("egress", "cus_bob", hour, 3000, 1000),
+		stripe.CorrectionIdentifier("storage", "cus_alice", hour, 3000, 1000),
+	} {
+		if other == id {
+			t.Fatalf("two corrections share the identifier %s", id)
+		}
+	}
+}
