@@ -43,8 +43,8 @@ const (
 	CoreEventEndpoint      = "GET /v2/core/events/{id}"
 )
 
-// Fault is what the fake does with one v1 meter event request instead of
-// answering as Stripe would.
+// Fault is what the fake does with one v1 meter event request (SetFault) or
+// v2 stream request (SetStreamFault) instead of answering as Stripe would.
 type Fault int
 
 const (
@@ -87,7 +87,9 @@ type Fake struct {
 	mu sync.Mutex
 	// fault picks the fault for the n-th v1 meter event request (from 1);
 	// nil is None.
-	fault           func(n int, ev MeterEvent) Fault
+	fault func(n int, ev MeterEvent) Fault
+	// streamFault picks the fault for the n-th v2 stream request (from 1).
+	streamFault     func(n int, events []MeterEvent) Fault
 	delay           time.Duration
 	slowDelay       time.Duration
 	noReplay        bool
@@ -117,6 +119,8 @@ type Fake struct {
 	deliveries  []Delivery
 
 	calls         int // v1 meter event requests
+	streamCalls   int // authenticated, well-formed v2 stream requests, for streamFault
+	streams       []StreamRequest
 	requests      map[string]int
 	busy          map[string]bool // meter and customer with a call in flight
 	inFlight      map[string]int  // open v1 calls by customer

@@ -1,8 +1,12 @@
 package stripetest
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,35 +58,38 @@ type streamRequest struct {
 // events on the stream): an event with no meter, no or an unknown customer,
 // a bad value or a timestamp out of range is accepted, kept out of the
 // totals, and reported by the next ReportErrors. A repeated identifier is
-// dropped without a word, as nothing is answered per event.
+// dropped without a word, as nothing is answered per event. A fault set by
+// SetStreamFault applies to authenticated, well-formed requests.
 func (f *Fake) stream(w http.ResponseWriter, r *http.Request) {
+	sw := &streamWriter{ResponseWriter: w}
+	var req streamRequest
+	defer func() { f.logStream(len(req.Events), sw) }()
 	if err := f.checkSession(r.Header.Get("Authorization")); err != nil {
-		err.write(w)
+		err.write(sw)
 		return
 	}
-	var req streamRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		invalid("", "", "Invalid JSON body: "+err.Error()).write(w)
+		invalid("", "", "Invalid JSON body: "+err.Error()).write(sw)
 		return
 	}
 	switch n := len(req.Events); {
 	case n == 0:
-		invalid("parameter_missing", "events", "Missing required param: events.").write(w)
+		invalid("parameter_missing", "events", "Missing required param: events.").write(sw)
 		return
 	case n > maxStreamEvents:
-		invalid("", "events", fmt.Sprintf("%d events: a request carries at most %d.", n, maxStreamEvents)).write(w)
+		invalid("", "events", fmt.Sprintf("%d events: a request carries at most %d.", n, maxStreamEvents)).write(sw)
 		return
 	}
 	times := make([]time.Time, len(req.Events))
 	for i, e := range req.Events {
 		if e.EventName == "" || e.Payload == nil {
-			invalid("parameter_missing", fmt.Sprintf("events[%d]", i), "Each event needs event_name and payload.").write(w)
+			invalid("parameter_missing", fmt.Sprintf("events[%d]", i), "Each event needs event_name and payload.").write(sw)
 			return
 		}
 		if e.Timestamp != "" {
 			t, err := time.Parse(time.RFC3339Nano, e.Timestamp)
 			if err != nil {
-				invalid("", fmt.Sprintf("events[%d].timestamp", i), "Invalid date-time: "+e.Timestamp).write(w)
+				invalid("", fmt.Sprintf("events[%d].timestamp", i), "Invalid date-time: "+e.Timestamp).write(sw)
 				return
 			}
 			times[i] = t
@@ -90,9 +97,28 @@ func (f *Fake) stream(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f.mu.Lock()
-	delay := f.delay
+	delay, slowDelay := f.delay, f.slowDelay
+	fault := None
+	if f.streamFault != nil {
+		f.streamCalls++
+		fault = f.streamFault(f.streamCalls, req.sent(times))
+	}
 	f.mu.Unlock()
 	time.Sleep(delay)
+
+	switch fault {
+	case TooManyRequests:
+		(&apiError{status: http.StatusTooManyRequests, typ: "invalid_request_error", code: "rate_limit",
+			msg: "Too many requests hit the API too quickly."}).write(sw)
+		return
+	case ServerError:
+		(&apiError{status: http.StatusInternalServerError, typ: "api_error", msg: "An unknown error occurred",
+			header: http.Header{"Stripe-Should-Retry": {"true"}}}).write(sw)
+		return
+	case DropBefore:
+		drop(sw)
+		return
+	}
 
 	f.mu.Lock()
 	now := f.clock()
@@ -114,7 +140,115 @@ func (f *Fake) stream(w http.ResponseWriter, r *http.Request) {
 		f.accept(ev, code, msg)
 	}
 	f.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{})
+
+	switch fault {
+	case ServerErrorAfter:
+		(&apiError{status: http.StatusInternalServerError, typ: "api_error", msg: "An unknown error occurred"}).write(sw)
+		return
+	case DropAfter:
+		drop(sw)
+		return
+	case SlowAfter:
+		select {
+		case <-time.After(slowDelay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	writeJSON(sw, http.StatusOK, map[string]any{})
+}
+
+// sent is the request's events as a fault function sees them.
+func (req *streamRequest) sent(times []time.Time) []MeterEvent {
+	out := make([]MeterEvent, len(req.Events))
+	for i, e := range req.Events {
+		out[i] = MeterEvent{Identifier: e.Identifier, EventName: e.EventName, Customer: e.Payload["stripe_customer_id"], Stream: true}
+		out[i].Value, _ = strconv.ParseInt(e.Payload["value"], 10, 64)
+		if !times[i].IsZero() {
+			out[i].Timestamp = times[i].Unix()
+		}
+	}
+	return out
+}
+
+// SetStreamFault sets the fault for each following authenticated,
+// well-formed v2 meter event stream request (n counts them from 1, events
+// are what it carries); nil means none. TooManyRequests, ServerError,
+// DropBefore, ServerErrorAfter, DropAfter and SlowAfter apply as they do to
+// v1; the others act as None.
+func (f *Fake) SetStreamFault(fault func(n int, events []MeterEvent) Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.streamFault = fault
+	f.streamCalls = 0
+}
+
+// StreamRequest is one v2 meter event stream request as the fake answered it.
+type StreamRequest struct {
+	// Events is how many events it carried (0 when its body was unreadable).
+	Events int
+	// Status is the HTTP status of the answer; 0 when the connection was
+	// dropped.
+	Status int
+	// Code is the error code answered ("billing_meter_event_session_expired"),
+	// "" for none.
+	Code string
+}
+
+// StreamRequests returns every v2 meter event stream request, in order of
+// their answers, refused ones included.
+func (f *Fake) StreamRequests() []StreamRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]StreamRequest(nil), f.streams...)
+}
+
+func (f *Fake) logStream(events int, sw *streamWriter) {
+	req := StreamRequest{Events: events, Status: sw.status}
+	if sw.status >= 400 {
+		var body struct {
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		json.Unmarshal(sw.body.Bytes(), &body)
+		req.Code = body.Error.Code
+	}
+	f.mu.Lock()
+	f.streams = append(f.streams, req)
+	f.mu.Unlock()
+}
+
+// streamWriter notes the status and error body a stream request was
+// answered with; a dropped connection leaves the status 0.
+type streamWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (w *streamWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *streamWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.status >= 400 {
+		w.body.Write(b)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Hijack lets drop close the connection under the writer.
+func (w *streamWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("stripetest: the connection cannot be hijacked")
+	}
+	return hj.Hijack()
 }
 
 // checkStreamEvent makes the checks Stripe makes of a stream event after

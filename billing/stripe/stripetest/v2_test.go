@@ -1,6 +1,7 @@
 package stripetest_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -190,5 +191,60 @@ func TestStreamValidatesLater(t *testing.T) {
 	et := noMeter["data"].(map[string]any)["reason"].(map[string]any)["error_types"].([]any)[0].(map[string]any)
 	if et["code"] != "no_meter" || et["error_count"] != 1.0 {
 		t.Fatalf("no meter error type %v", et)
+	}
+}
+
+// TestStreamFaults: a fault set for the stream fails the request before or
+// after its events are recorded, and StreamRequests shows how each request
+// was answered. The requests go through net/http: stripe-go v81's
+// RawRequest panics on a dropped connection (stripe/stripe-go issue #2211).
+func TestStreamFaults(t *testing.T) {
+	f := stripetest.New(t)
+	c := newClients(t, f)
+	token := session(t, c)["authentication_token"].(string)
+	faults := map[int]stripetest.Fault{1: stripetest.ServerError, 2: stripetest.DropBefore, 3: stripetest.ServerErrorAfter, 4: stripetest.DropAfter, 5: stripetest.TooManyRequests}
+	var seen []int
+	f.SetStreamFault(func(n int, events []stripetest.MeterEvent) stripetest.Fault {
+		seen = append(seen, len(events))
+		return faults[n]
+	})
+	now := time.Now()
+	for i := 1; i <= 6; i++ {
+		body, _ := json.Marshal(map[string]any{"events": []map[string]any{
+			streamEvent("egress", fmt.Sprint("f", i), "cus_a", "1", now), streamEvent("egress", fmt.Sprint("g", i), "cus_a", "1", now)}})
+		req, _ := http.NewRequest(http.MethodPost, f.URL+"/v2/billing/meter_event_stream", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		status := 0
+		if err == nil {
+			status = res.StatusCode
+			res.Body.Close()
+		}
+		if want := map[int]int{1: 500, 3: 500, 5: 429, 6: 200}[i]; status != want {
+			t.Fatalf("request %d (fault %v): status %d, err %v; want %d", i, faults[i], status, err, want)
+		}
+	}
+	// Recorded: the requests failed after recording (3, 4) and the last.
+	if got := f.Totals()["cus_a"]; got != 6 {
+		t.Fatalf("total %d, want 6 (three requests of two events recorded)", got)
+	}
+	for _, id := range []string{"f1", "f2", "f5"} {
+		if _, ok := f.Events()[id]; ok {
+			t.Errorf("%s was recorded, though its request failed before recording", id)
+		}
+	}
+	var statuses []int
+	for _, r := range f.StreamRequests() {
+		if r.Events != 2 {
+			t.Errorf("stream request of %d events, want 2", r.Events)
+		}
+		statuses = append(statuses, r.Status)
+	}
+	if fmt.Sprint(statuses) != "[500 0 500 0 429 200]" || fmt.Sprint(seen) != "[2 2 2 2 2 2]" {
+		t.Fatalf("statuses %v, fault saw %v", statuses, seen)
+	}
+	if r := f.StreamRequests()[4]; r.Code != "rate_limit" {
+		t.Fatalf("429 answered with code %q", r.Code)
 	}
 }
