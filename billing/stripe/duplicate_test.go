@@ -1,20 +1,17 @@
 package stripe_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
-	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/stripe"
 )
 
-// TestDuplicateIdentifierIsAlreadyCounted: Stripe answers a meter event
+// TestDuplicateIdentifierIsAlreadyCounted: Stripe answers a v1 meter event
 // whose identifier it already holds with a 400 invalid_request_error and no
 // code. That is an earlier attempt that got through (its reply was lost),
-// not a rejection: Report must succeed, or the event would be marked
+// not a rejection: Report must succeed, or the batch would be marked
 // unbillable while Stripe bills it. Any other 400 stays a rejection.
 func TestDuplicateIdentifierIsAlreadyCounted(t *testing.T) {
 	for _, tc := range []struct {
@@ -30,13 +27,7 @@ func TestDuplicateIdentifierIsAlreadyCounted(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			w.Write([]byte(`{"error":{"type":"invalid_request_error","message":"` + tc.message + `"}}`))
 		}))
-		r, err := stripe.New(stripe.Config{Key: "sk_test_dup", URL: srv.URL, EventName: "egress", Rate: 1000, Timeout: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = r.Report(context.Background(), "stripe:cus_a", billing.Event{
-			Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 5, ServedAt: time.Now(), Cause: "bafy-dup",
-		})
+		err := reportOne(t, newReporter(t, srv.URL, stripe.APIV1), "stripe:cus_a", testBatch("bafy-dup"))
 		srv.Close()
 		if (err == nil) != tc.ok {
 			t.Errorf("%q: Report = %v, want ok=%v", tc.message, err, tc.ok)

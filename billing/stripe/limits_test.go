@@ -1,7 +1,6 @@
 package stripe_test
 
 import (
-	"context"
 	"errors"
 	"math"
 	"strconv"
@@ -16,7 +15,8 @@ import (
 
 // TestValueLimits: Stripe rejects meter event values of more than 15
 // digits, and takes negative ones as corrections. Such values are refused
-// for good before any call; the largest 15-digit value is sent.
+// for good before any call, on either API; the largest 15-digit value is
+// sent.
 func TestValueLimits(t *testing.T) {
 	tests := []struct {
 		bytes  int64
@@ -30,26 +30,28 @@ func TestValueLimits(t *testing.T) {
 		{bytes: 0, reason: "must be a positive number of bytes"},
 		{bytes: -5, reason: "must be a positive number of bytes"},
 	}
-	for _, tc := range tests {
-		t.Run(strconv.FormatInt(tc.bytes, 10), func(t *testing.T) {
-			fake := stripetest.New(t)
-			ev := testEvent("bafy-value-" + strconv.FormatInt(tc.bytes, 10))
-			ev.Bytes = tc.bytes
-			err := newReporter(t, fake.URL).Report(context.Background(), "stripe:cus_alice", ev)
-			if tc.sent {
-				if err != nil || fake.Events()[ev.Cause].Value != tc.bytes {
-					t.Fatalf("Report = %v, Stripe has %+v; want the value %d sent", err, fake.Events()[ev.Cause], tc.bytes)
+	for _, api := range stripe.APIs {
+		for _, tc := range tests {
+			t.Run(api+"/"+strconv.FormatInt(tc.bytes, 10), func(t *testing.T) {
+				fake := stripetest.New(t)
+				b := testBatch("bafy-value-" + strconv.FormatInt(tc.bytes, 10))
+				b.Bytes = tc.bytes
+				err := reportOne(t, newReporter(t, fake.URL, api), "stripe:cus_alice", b)
+				if tc.sent {
+					if err != nil || fake.Events()[b.ID].Value != tc.bytes || fake.Totals()["cus_alice"] != tc.bytes {
+						t.Fatalf("Report = %v, Stripe has %+v; want the value %d sent and billed", err, fake.Events()[b.ID], tc.bytes)
+					}
+					return
 				}
-				return
-			}
-			var re *billing.ReportError
-			if !errors.As(err, &re) || re.Retryable || !strings.Contains(re.Reason, tc.reason) {
-				t.Fatalf("Report = %v; want a final ReportError saying %q", err, tc.reason)
-			}
-			if fake.Calls() != 0 {
-				t.Fatalf("Stripe was called %d times with a value it rejects", fake.Calls())
-			}
-		})
+				var re *billing.ReportError
+				if !errors.As(err, &re) || re.Retryable || !strings.Contains(re.Reason, tc.reason) {
+					t.Fatalf("Report = %v; want a final ReportError saying %q", err, tc.reason)
+				}
+				if fake.Calls() != 0 || fake.Requests(stripetest.StreamEndpoint) != 0 {
+					t.Fatal("Stripe was called with a value it rejects")
+				}
+			})
+		}
 	}
 }
 
@@ -58,9 +60,9 @@ func TestValueLimits(t *testing.T) {
 func TestMaxValueReachesStripeMock(t *testing.T) {
 	url := testenv.URL(t, testenv.Stripe)
 	testenv.Reachable(t, url)
-	ev := testEvent("bafy-max-value")
-	ev.Bytes = stripe.MaxValue
-	if err := newReporter(t, url).Report(context.Background(), "stripe:cus_alice", ev); err != nil {
-		t.Fatalf("stripe-mock refused a meter event of value %d: %v", ev.Bytes, err)
+	b := testBatch("bafy-max-value")
+	b.Bytes = stripe.MaxValue
+	if err := reportOne(t, newReporter(t, url, stripe.APIV1), "stripe:cus_alice", b); err != nil {
+		t.Fatalf("stripe-mock refused a meter event of value %d: %v", b.Bytes, err)
 	}
 }

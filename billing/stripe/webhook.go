@@ -15,7 +15,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	stripego "github.com/stripe/stripe-go/v81"
-	"github.com/stripe/stripe-go/v81/rawrequest"
 	"github.com/stripe/stripe-go/v81/webhook"
 
 	"github.com/egressd/egressd/billing"
@@ -39,10 +38,10 @@ const seenEvents = 4096
 // Rejecter is what the webhook needs of the ledger: billing.Ledger
 // satisfies it.
 type Rejecter interface {
-	// Reject marks the entry of cause rejected with reason, unless a
-	// later resend replaced the identifier; billing.ErrNotFound if there
-	// is none.
-	Reject(ctx context.Context, cause string, resend int, reason string) error
+	// Reject marks the batch id (and its events) rejected with reason,
+	// unless a later resend replaced the identifier; billing.ErrNotFound
+	// if there is no such batch.
+	Reject(ctx context.Context, id string, resend int, reason string) error
 }
 
 // WebhookConfig configures a Webhook. Secret, Key and Ledger are required.
@@ -67,12 +66,14 @@ type WebhookConfig struct {
 // events. Stripe answers a meter event 200 and validates it later: when it
 // rejects some, it sends an error report naming a sample of their
 // identifiers. The handler checks the delivery's signature, fetches the full
-// event, and marks the entry of each sampled identifier rejected with
-// Stripe's code and message. Stripe sends samples, not every identifier: the
+// event, and marks the batch of each sampled identifier (its events with it)
+// rejected with Stripe's code and message. Stripe sends samples, not every identifier: the
 // rest show only in its error counts (logged) and in reconciliation.
 type Webhook struct {
-	secret     string
-	events     rawrequest.Client
+	secret string
+	// api fetches full events with key.
+	api        v2Host
+	key        string
 	ledger     Rejecter
 	timeout    time.Duration
 	log        *slog.Logger
@@ -108,9 +109,9 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	if cfg.URL != "" {
 		backendCfg.URL = stripego.String(cfg.URL)
 	}
-	raw, ok := stripego.GetBackendWithConfig(stripego.APIBackend, backendCfg).(stripego.RawRequestBackend)
-	if !ok {
-		return nil, errors.New("stripe webhook: stripe-go's API backend makes no raw requests")
+	api, err := newV2Host(stripego.APIBackend, backendCfg)
+	if err != nil {
+		return nil, fmt.Errorf("stripe webhook: %w", err)
 	}
 	rejections := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "egressd_stripe_rejections_total",
@@ -122,7 +123,8 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	seen, _ := lru.New[string, struct{}](seenEvents)
 	return &Webhook{
 		secret:     cfg.Secret,
-		events:     rawrequest.Client{B: raw, Key: cfg.Key},
+		api:        api,
+		key:        cfg.Key,
 		ledger:     cfg.Ledger,
 		timeout:    cfg.Timeout,
 		log:        cfg.Logger,
@@ -207,18 +209,16 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// handle fetches the full event and marks each sampled identifier's entry
-// rejected. Rejecting is idempotent, so a report handled in part and
+// handle fetches the full event and marks each sampled identifier's batch
+// rejected: an identifier is the batch ID, with its resend after a redrive. Rejecting is idempotent, so a report handled in part and
 // delivered again is simply handled again.
 func (h *Webhook) handle(ctx context.Context, ev thinEvent) error {
-	params := &stripego.RawParams{}
-	params.Context = ctx
-	res, err := h.events.RawRequest(http.MethodGet, "/v2/core/events/"+url.PathEscape(ev.ID), "", params)
+	answer, err := h.api.call(ctx, http.MethodGet, "/v2/core/events/"+url.PathEscape(ev.ID), h.key, nil)
 	if err != nil {
 		return fmt.Errorf("fetching event %s: %w", ev.ID, err)
 	}
 	var report errorReport
-	if err := json.Unmarshal(res.RawJSON, &report); err != nil {
+	if err := json.Unmarshal(answer, &report); err != nil {
 		return fmt.Errorf("reading event %s: %w", ev.ID, err)
 	}
 	var (
@@ -229,20 +229,20 @@ func (h *Webhook) handle(ctx context.Context, ev thinEvent) error {
 	for _, et := range report.Data.Reason.ErrorTypes {
 		codes = append(codes, fmt.Sprintf("%s=%d", et.Code, et.ErrorCount))
 		for _, s := range et.SampleErrors {
-			cause, resend, ok := causeOf(s.Request.Identifier)
+			id, resend, ok := batchOf(s.Request.Identifier)
 			reason := et.Code + ": " + s.ErrorMessage
 			if ok {
-				err = h.ledger.Reject(ctx, cause, resend, reason)
+				err = h.ledger.Reject(ctx, id, resend, reason)
 			}
 			if !ok || errors.Is(err, billing.ErrNotFound) {
 				// Not an identifier egressd sent (another integration on
-				// the same account), or one too long to have been a cause.
+				// the same account), or one too long to have been a batch ID.
 				unmatched++
 				unmatchedSamples = append(unmatchedSamples, s.Request.Identifier)
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("rejecting %s: %w", cause, err)
+				return fmt.Errorf("rejecting batch %s: %w", id, err)
 			}
 			marked++
 		}
@@ -250,7 +250,7 @@ func (h *Webhook) handle(ctx context.Context, ev thinEvent) error {
 	for _, et := range report.Data.Reason.ErrorTypes {
 		h.rejections.WithLabelValues(et.Code).Add(float64(et.ErrorCount))
 	}
-	h.log.Warn("stripe rejected meter events it had accepted; their sampled entries are now rejected",
+	h.log.Warn("stripe rejected meter events it had accepted; their sampled batches are now rejected",
 		"event", ev.ID, "type", ev.Type, "errors", report.Data.Reason.ErrorCount, "codes", strings.Join(codes, ","),
 		"marked", marked, "unmatched", unmatched, "unmatched_identifiers", unmatchedSamples)
 	return nil
