@@ -77,27 +77,63 @@ func BenchmarkReceiveAck(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkLedgerRecord is the worker's first write per event: the ledger
-// insert and the monthly totals, in one transaction, from concurrent workers.
+// BenchmarkLedgerRecord is the worker's first write: Record of a thousand
+// events a call (one fsync), from 1,000 customers or from one hot one, each
+// event its own batch or a customer's events of a minute in one. settle adds
+// the worker's last write, Settle of every batch made, a hundred a call (as
+// many as one sink request carries). ns/op is per event.
 func BenchmarkLedgerRecord(b *testing.B) {
+	for _, customers := range []int{1000, 1} {
+		for _, window := range []time.Duration{0, time.Minute} {
+			for _, settle := range []bool{false, true} {
+				name := fmt.Sprintf("customers=%d/window=%v/settle=%v", customers, window, settle)
+				b.Run(name, func(b *testing.B) { benchRecord(b, customers, window, settle) })
+			}
+		}
+	}
+}
+
+func benchRecord(b *testing.B, customers int, window time.Duration, settle bool) {
 	l, err := sqlite.OpenLedger(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	b.SetParallelism(8)
+	ctx := context.Background()
+	rule := billing.BatchRule{Window: window}
+	// A millisecond apart, the way a busy server stamps them.
+	start := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	const perCall = 1000
+	evs := make([]billing.Event, 0, perCall)
+	batches := 0
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			i++
-			ev := benchEvent(i)
-			ev.Cause = fmt.Sprintf("%s-%p-%d", ev.Cause, pb, i)
-			if _, _, err := l.Record(context.Background(), ev); err != nil {
-				b.Error(err)
-				return
-			}
+	for done := 0; done < b.N; {
+		evs = evs[:0]
+		for i := done; i < min(done+perCall, b.N); i++ {
+			evs = append(evs, billing.Event{
+				Space: "did:key:z6Mkbench", Customer: fmt.Sprintf("did:mailto:bench.example:c%d", i%customers),
+				Resource: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+				Bytes:    1000, ServedAt: start.Add(time.Duration(i) * time.Millisecond), Cause: fmt.Sprintf("bafybench%d", i),
+			})
 		}
-	})
+		_, bs, err := l.Record(ctx, evs, rule)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batches += len(bs)
+		for settle && len(bs) > 0 {
+			n := min(100, len(bs))
+			ss := make([]billing.Settlement, n)
+			for i, batch := range bs[:n] {
+				ss[i] = billing.Settlement{Batch: batch, State: billing.Reported}
+			}
+			if err := l.Settle(ctx, ss...); err != nil {
+				b.Fatal(err)
+			}
+			bs = bs[n:]
+		}
+		done += len(evs)
+	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/float64(batches), "events/batch")
 }

@@ -3,10 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 // The ledger and monthly tables follow Storacha's egress-traffic-events and
 // egress-traffic-monthly tables, keyed for this service's questions: the
 // ledger by cause (the dedup key), the totals by customer, month and space.
+// The batches table holds what the worker sends the sink, one row per charge.
 const ledgerSchema = `
 CREATE TABLE IF NOT EXISTS ledger (
 	cause       TEXT PRIMARY KEY,  -- the invocation CID: one row per billable event, ever
@@ -26,14 +29,27 @@ CREATE TABLE IF NOT EXISTS ledger (
 	bytes       INTEGER NOT NULL,
 	served_at   INTEGER NOT NULL,  -- unix ms
 	month       TEXT NOT NULL,     -- YYYY-MM of served_at, UTC
-	state       TEXT NOT NULL,
+	state       TEXT NOT NULL,     -- always the state of its batch
 	reason      TEXT NOT NULL DEFAULT '',
 	recorded_at INTEGER NOT NULL,  -- unix ms
 	updated_at  INTEGER NOT NULL,  -- unix ms
-	resend      INTEGER NOT NULL DEFAULT 0  -- billing.Event.Resend
+	batch       TEXT NOT NULL DEFAULT ''  -- batches.id
 );
 CREATE INDEX IF NOT EXISTS ledger_state ON ledger (state, customer, cause);
 CREATE INDEX IF NOT EXISTS ledger_month ON ledger (month, customer, state);
+CREATE TABLE IF NOT EXISTS batches (
+	id          TEXT PRIMARY KEY,  -- the cause of its first member
+	customer    TEXT NOT NULL,
+	ts          INTEGER NOT NULL,  -- unix ms: the latest served_at of its members
+	bytes       INTEGER NOT NULL,
+	events      INTEGER NOT NULL,
+	resend      INTEGER NOT NULL DEFAULT 0,
+	state       TEXT NOT NULL,
+	reason      TEXT NOT NULL DEFAULT '',
+	recorded_at INTEGER NOT NULL,  -- unix ms
+	updated_at  INTEGER NOT NULL   -- unix ms
+) WITHOUT ROWID;  -- keyed by id alone: one b-tree fewer to write per batch
+CREATE INDEX IF NOT EXISTS batches_customer ON batches (customer, ts);
 CREATE TABLE IF NOT EXISTS monthly (
 	customer TEXT NOT NULL,
 	month    TEXT NOT NULL,
@@ -44,12 +60,30 @@ CREATE TABLE IF NOT EXISTS monthly (
 );
 `
 
+// maxMembers caps a batch's members below any rule's cap, so that settling
+// one batch rewrites a bounded number of rows in one transaction.
+const maxMembers = 1000
+
+const (
+	entryColumns = `cause, space, customer, resource, bytes, served_at, state, reason, recorded_at, updated_at, batch`
+	batchColumns = `id, customer, ts, bytes, events, resend, state, reason, recorded_at, updated_at`
+)
+
 // Ledger is the embedded billing.Ledger in dataDir/ledger.db.
 type Ledger struct {
 	db *sql.DB
 	// writes shares one commit (one fsync) among concurrent writers.
 	writes *sqlitedb.Committer
-	now    func() time.Time
+	// stmts are prepared once: preparing costs more than running them.
+	stmts ledgerStmts
+	now   func() time.Time
+}
+
+// ledgerStmts are the statements Record, Settle and Reject run per event or
+// per batch.
+type ledgerStmts struct {
+	known, insertEntry, insertBatch, addTotal, readTotal, forceTotal,
+	settle, reject, syncMembers, batchExists, batch *sql.Stmt
 }
 
 var _ billing.Ledger = (*Ledger)(nil)
@@ -60,11 +94,17 @@ func OpenLedger(dataDir string) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := addResendColumn(db); err != nil {
+	if err := migrateToBatches(db); err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &Ledger{db: db, writes: sqlitedb.NewCommitter(db), now: time.Now}, nil
+	l := &Ledger{db: db, now: time.Now}
+	if err := l.prepare(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	l.writes = sqlitedb.NewCommitter(db)
+	return l, nil
 }
 
 // Close waits for writes in progress and releases the database.
@@ -73,165 +113,465 @@ func (l *Ledger) Close() error {
 	return l.db.Close()
 }
 
-// addResendColumn gives a ledger an older egressd created the resend
-// column, which CREATE TABLE IF NOT EXISTS leaves out.
-func addResendColumn(db *sql.DB) error {
-	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('ledger') WHERE name = 'resend'`).Scan(&n); err != nil {
+// migrateToBatches gives a ledger an older egressd created the batch
+// column, which CREATE TABLE IF NOT EXISTS leaves out, and makes each of its
+// entries a batch of one, the batch's ID its cause, with the entry's state,
+// reason and resend (the column that held resends before batches did). One
+// transaction, taking the write lock first: another process opening the
+// same file at once waits, then finds the work done.
+func migrateToBatches(db *sql.DB) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return fmt.Errorf("migrating the ledger to batches: %w", err)
+	}
+	defer tx.Rollback()
+	hasColumn := func(name string) (bool, error) {
+		var n int
+		err := tx.QueryRow(`SELECT count(*) FROM pragma_table_info('ledger') WHERE name = ?`, name).Scan(&n)
+		return n > 0, err
+	}
+	hasBatch, err := hasColumn("batch")
+	if err != nil {
 		return fmt.Errorf("reading the ledger's columns: %w", err)
 	}
-	if n > 0 {
-		return nil
+	if !hasBatch {
+		resend := "0" // a ledger from before resends
+		if ok, err := hasColumn("resend"); err != nil {
+			return fmt.Errorf("reading the ledger's columns: %w", err)
+		} else if ok {
+			resend = "resend"
+		}
+		for _, stmt := range []string{
+			`ALTER TABLE ledger ADD COLUMN batch TEXT NOT NULL DEFAULT ''`,
+			`UPDATE ledger SET batch = cause`,
+			`INSERT INTO batches (` + batchColumns + `)
+				SELECT cause, customer, served_at, bytes, 1, ` + resend + `, state, reason, recorded_at, updated_at FROM ledger
+				WHERE true ON CONFLICT (id) DO NOTHING`, // WHERE: SQLite's parser needs it before ON CONFLICT
+		} {
+			if _, err := tx.Exec(stmt); err != nil {
+				return fmt.Errorf("migrating the ledger to batches: %w", err)
+			}
+		}
 	}
-	if _, err := db.Exec(`ALTER TABLE ledger ADD COLUMN resend INTEGER NOT NULL DEFAULT 0`); err != nil {
-		return fmt.Errorf("adding the ledger's resend column: %w", err)
+	if _, err := tx.Exec(`CREATE INDEX IF NOT EXISTS ledger_batch ON ledger (batch)`); err != nil {
+		return fmt.Errorf("indexing the ledger by batch: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrating the ledger to batches: %w", err)
 	}
 	return nil
 }
 
-const entryColumns = `cause, space, customer, resource, bytes, served_at, state, reason, recorded_at, updated_at, resend`
+func (l *Ledger) prepare() error {
+	for _, s := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&l.stmts.known, `SELECT ` + entryColumns + ` FROM ledger WHERE cause IN (SELECT value FROM json_each(?))`},
+		{&l.stmts.insertEntry, `INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, reason, recorded_at, updated_at, batch)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&l.stmts.insertBatch, `INSERT INTO batches (` + batchColumns + `) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`},
+		// SQLite turns an integer sum past 2^63-1 into an inexact REAL,
+		// which no report of the month could read. The WHERE clause skips
+		// the update (no row changes) when the sum would pass it, or when
+		// the total is not an integer already (a REAL an older egressd left).
+		{&l.stmts.addTotal, `INSERT INTO monthly (customer, month, space, bytes, events) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (customer, month, space) DO UPDATE SET bytes = monthly.bytes + excluded.bytes, events = monthly.events + excluded.events
+			WHERE typeof(monthly.bytes) = 'integer' AND monthly.bytes <= ` + strconv.FormatInt(math.MaxInt64, 10) + ` - excluded.bytes`},
+		{&l.stmts.readTotal, `SELECT bytes FROM monthly WHERE customer = ? AND month = ? AND space = ?`},
+		// For bytes already checked to fit (or 0, into a REAL left as it is).
+		{&l.stmts.forceTotal, `INSERT INTO monthly (customer, month, space, bytes, events) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (customer, month, space) DO UPDATE SET bytes = monthly.bytes + excluded.bytes, events = monthly.events + excluded.events`},
+		// The rules of billing.Ledger.Settle: never below the stored resend,
+		// never out of reported, out of rejected only for a higher resend.
+		{&l.stmts.settle, `UPDATE batches SET state = ?, reason = ?, resend = ?, updated_at = ?
+			WHERE id = ? AND resend <= ? AND state <> '` + string(billing.Reported) + `' AND (state <> '` + string(billing.Rejected) + `' OR resend < ?)`},
+		{&l.stmts.reject, `UPDATE batches SET state = '` + string(billing.Rejected) + `', reason = ?, resend = ?, updated_at = ?
+			WHERE id = ? AND resend <= ?`},
+		// Members take their batch's state and reason, whether the batch
+		// just changed or a settle interrupted elsewhere left them behind.
+		{&l.stmts.syncMembers, `UPDATE ledger SET state = b.state, reason = b.reason, updated_at = ?
+			FROM batches b WHERE b.id = ? AND ledger.batch = b.id AND (ledger.state <> b.state OR ledger.reason <> b.reason)`},
+		{&l.stmts.batchExists, `SELECT 1 FROM batches WHERE id = ?`},
+		{&l.stmts.batch, `SELECT ` + batchColumns + ` FROM batches WHERE id = ?`},
+	} {
+		stmt, err := l.db.Prepare(s.sql)
+		if err != nil {
+			return fmt.Errorf("preparing the ledger's statements: %w", err)
+		}
+		*s.stmt = stmt
+	}
+	return nil
+}
 
-// Record inserts ev as pending and counts it in the monthly totals in one
-// transaction, or returns the existing entry untouched. An event whose bytes
-// would take its monthly total past 2^63-1 is inserted as failed instead,
-// its bytes left out of the total: new, but settled, so the worker
-// acknowledges it without billing it.
-func (l *Ledger) Record(ctx context.Context, ev billing.Event) (billing.Entry, bool, error) {
-	if err := ev.Validate(); err != nil {
-		return billing.Entry{}, false, fmt.Errorf("recording event: %w", err)
+// Record records the events of evs not yet in the ledger, in batches by
+// rule, all in one transaction shared with concurrent callers (group
+// commit): a call of a thousand events costs one fsync.
+func (l *Ledger) Record(ctx context.Context, evs []billing.Event, rule billing.BatchRule) ([]billing.Entry, []billing.Batch, error) {
+	if len(evs) == 0 {
+		return nil, nil, nil
+	}
+	if rule.Window != 0 {
+		if err := billing.CheckWindow(rule.Window); err != nil {
+			return nil, nil, fmt.Errorf("recording events: %w", err)
+		}
+	}
+	for _, ev := range evs {
+		if err := ev.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("recording events: %w", err)
+		}
 	}
 	var (
-		entry billing.Entry
-		isNew bool
+		entries []billing.Entry
+		batches []billing.Batch
 	)
 	err := l.writes.Do(func(tx *sql.Tx) error {
 		var err error
-		entry, isNew, err = record(tx, ev, l.now())
+		entries, batches, err = l.record(tx, evs, rule, time.UnixMilli(l.now().UnixMilli()).UTC())
 		return err
 	})
 	if err != nil {
-		return billing.Entry{}, false, fmt.Errorf("recording %s: %w", ev.Cause, err)
+		return nil, nil, fmt.Errorf("recording %d events: %w", len(evs), err)
 	}
-	return entry, isNew, nil
+	return entries, batches, nil
 }
 
-// record is Record inside tx.
-func record(tx *sql.Tx, ev billing.Event, now time.Time) (billing.Entry, bool, error) {
-	month := billing.Month(ev.ServedAt)
-	res, err := tx.Exec(`
-		INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, recorded_at, updated_at, resend)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cause) DO NOTHING`,
-		ev.Cause, ev.Space, ev.Customer, ev.Resource, ev.Bytes, ev.ServedAt.UnixMilli(), month, billing.Pending, now.UnixMilli(), now.UnixMilli(), ev.Resend)
+// record is Record inside tx. The committer may run it again, so it keeps
+// nothing outside tx between runs.
+func (l *Ledger) record(tx *sql.Tx, evs []billing.Event, rule billing.BatchRule, now time.Time) ([]billing.Entry, []billing.Batch, error) {
+	got, err := l.known(tx, evs)
 	if err != nil {
-		return billing.Entry{}, false, err
+		return nil, nil, fmt.Errorf("reading known events: %w", err)
 	}
-	inserted, err := res.RowsAffected()
-	if err != nil {
-		return billing.Entry{}, false, err
-	}
-	if inserted == 0 {
-		// A duplicate: the totals already hold it, so only read.
-		entry, err := scanEntry(tx.QueryRow(`SELECT `+entryColumns+` FROM ledger WHERE cause = ?`, ev.Cause))
-		if err != nil {
-			return billing.Entry{}, false, fmt.Errorf("reading the existing entry: %w", err)
+	var fresh []billing.Event
+	for _, ev := range evs {
+		if _, ok := got[ev.Cause]; ok {
+			continue
 		}
-		return entry, false, nil
+		// As stored, to the millisecond: what Record returns now is what it
+		// and Batch return later.
+		ev.ServedAt = time.UnixMilli(ev.ServedAt.UnixMilli()).UTC()
+		fresh = append(fresh, ev)
+		got[ev.Cause] = billing.Entry{} // a cause twice in evs is one event
 	}
-	// SQLite turns an integer sum past 2^63-1 into an inexact REAL, which
-	// no report of the month could read. The WHERE clause skips the update
-	// (no row changes) when the sum would pass it, or when the total is not
-	// an integer already (a REAL an older egressd left).
-	res, err = tx.Exec(`
-		INSERT INTO monthly (customer, month, space, bytes, events) VALUES (?, ?, ?, ?, 1)
-		ON CONFLICT (customer, month, space) DO UPDATE SET bytes = monthly.bytes + excluded.bytes, events = monthly.events + 1
-		WHERE typeof(monthly.bytes) = 'integer' AND monthly.bytes <= ? - excluded.bytes`,
-		ev.Customer, month, ev.Space, ev.Bytes, int64(math.MaxInt64))
+	refused, err := l.count(tx, fresh)
 	if err != nil {
-		return billing.Entry{}, false, fmt.Errorf("counting it in the monthly totals: %w", err)
+		return nil, nil, fmt.Errorf("counting them in the monthly totals: %w", err)
 	}
-	counted, err := res.RowsAffected()
-	if err != nil {
-		return billing.Entry{}, false, fmt.Errorf("counting it in the monthly totals: %w", err)
-	}
-	t := time.UnixMilli(now.UnixMilli()).UTC()
-	if counted == 0 {
-		reason, err := refuse(tx, ev, month, now)
-		if err != nil {
-			return billing.Entry{}, false, fmt.Errorf("refusing it in the monthly totals: %w", err)
+	accepted := fresh
+	if len(refused) > 0 {
+		accepted = make([]billing.Event, 0, len(fresh))
+		for _, ev := range fresh {
+			if reason, ok := refused[ev.Cause]; ok {
+				// New, but settled: the worker acknowledges it without billing it.
+				b := billing.Batch{ID: ev.Cause, Customer: ev.Customer, Timestamp: ev.ServedAt, Bytes: ev.Bytes, Events: 1,
+					State: billing.Failed, Reason: reason, RecordedAt: now, UpdatedAt: now}
+				entry, err := l.insert(tx, b, []billing.Event{ev})
+				if err != nil {
+					return nil, nil, err
+				}
+				entry.Event = ev
+				got[ev.Cause] = entry
+				continue
+			}
+			accepted = append(accepted, ev)
 		}
-		// New, but settled: the worker acknowledges it without billing it.
-		return billing.Entry{Event: ev, State: billing.Failed, Reason: reason, RecordedAt: t, UpdatedAt: t}, true, nil
 	}
-	return billing.Entry{Event: ev, State: billing.Pending, RecordedAt: t, UpdatedAt: t}, true, nil
+	formed := billing.FormBatches(accepted, rule, maxMembers)
+	batches := make([]billing.Batch, len(formed))
+	for i, fb := range formed {
+		fb.RecordedAt, fb.UpdatedAt = now, now
+		entry, err := l.insert(tx, fb.Batch, fb.Members)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, m := range fb.Members {
+			entry.Event = m
+			got[m.Cause] = entry
+		}
+		batches[i] = fb.Batch
+	}
+	entries := make([]billing.Entry, len(evs))
+	for i, ev := range evs {
+		entries[i] = got[ev.Cause]
+	}
+	return entries, batches, nil
 }
 
-// refuse settles the just-inserted entry of ev as failed because its month's
-// total cannot take its bytes, and counts it as an event of the month without
-// its bytes, so that the month's events still add up to its ledger entries.
-// Billing it would charge for bytes the totals never show; an operator sees
-// it with its reason, and can redrive it once the data is understood.
-func refuse(tx *sql.Tx, ev billing.Event, month string, now time.Time) (string, error) {
-	var total any
-	err := tx.QueryRow(`SELECT bytes FROM monthly WHERE customer = ? AND month = ? AND space = ?`, ev.Customer, month, ev.Space).Scan(&total)
+// known returns the stored entries of the causes of evs, in one query.
+func (l *Ledger) known(tx *sql.Tx, evs []billing.Event) (map[string]billing.Entry, error) {
+	causes := make([]string, len(evs))
+	for i, ev := range evs {
+		causes[i] = ev.Cause
+	}
+	list, err := json.Marshal(causes)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	reason := fmt.Sprintf("%s: the %s total of space %s holds %v bytes, and %d more would pass %d",
-		billing.ReasonTotalOverflow, month, ev.Space, total, ev.Bytes, int64(math.MaxInt64))
-	if _, err := tx.Exec(`UPDATE monthly SET events = events + 1 WHERE customer = ? AND month = ? AND space = ?`,
-		ev.Customer, month, ev.Space); err != nil {
-		return "", err
+	rows, err := tx.Stmt(l.stmts.known).Query(string(list))
+	if err != nil {
+		return nil, err
 	}
-	if _, err := tx.Exec(`UPDATE ledger SET state = ?, reason = ?, updated_at = ? WHERE cause = ?`,
-		billing.Failed, reason, now.UnixMilli(), ev.Cause); err != nil {
-		return "", err
+	defer rows.Close()
+	got := make(map[string]billing.Entry, len(evs))
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		got[e.Cause] = e
 	}
-	return reason, nil
+	return got, rows.Err()
 }
 
-// Mark sets the entry's state, reason and resend unless it is reported,
-// rejected under the same or a later resend, or marked under a later
-// resend. The ledger is keyed by cause alone; the rest of ev is not needed.
-func (l *Ledger) Mark(ctx context.Context, ev billing.Event, state billing.State, reason string) error {
-	if _, err := billing.ParseState(string(state)); err != nil {
-		return err
+// insert writes batch b and its members with b's state and reason, and
+// returns the entry every member has but for its event.
+func (l *Ledger) insert(tx *sql.Tx, b billing.Batch, members []billing.Event) (billing.Entry, error) {
+	now := b.RecordedAt.UnixMilli()
+	if _, err := tx.Stmt(l.stmts.insertBatch).Exec(b.ID, b.Customer, b.Timestamp.UnixMilli(), b.Bytes, b.Events, b.State, b.Reason, now, now); err != nil {
+		return billing.Entry{}, fmt.Errorf("inserting batch %s: %w", b.ID, err)
 	}
-	return l.update(ev.Cause, ev.Resend, state, reason,
-		`resend <= ? AND (state NOT IN (?, ?) OR (state = ? AND resend < ?))`,
-		ev.Resend, billing.Reported, billing.Rejected, billing.Rejected, ev.Resend)
+	stmt := tx.Stmt(l.stmts.insertEntry)
+	for _, ev := range members {
+		if _, err := stmt.Exec(ev.Cause, ev.Space, ev.Customer, ev.Resource, ev.Bytes, ev.ServedAt.UnixMilli(), billing.Month(ev.ServedAt),
+			b.State, b.Reason, now, now, b.ID); err != nil {
+			return billing.Entry{}, fmt.Errorf("inserting %s: %w", ev.Cause, err)
+		}
+	}
+	return billing.Entry{Batch: b.ID, State: b.State, Reason: b.Reason, RecordedAt: b.RecordedAt, UpdatedAt: b.UpdatedAt}, nil
 }
 
-// Reject sets the entry of cause to rejected with reason and resend,
-// whatever its state, unless it was marked under a later resend.
-func (l *Ledger) Reject(ctx context.Context, cause string, resend int, reason string) error {
-	return l.update(cause, resend, billing.Rejected, reason, `resend <= ?`, resend)
+// totalKey is one monthly total.
+type totalKey struct{ customer, month, space string }
+
+// count adds the new events evs to their monthly totals, one write per
+// total, and returns the reasons for those refused: an event whose bytes
+// would take its total past 2^63-1, checked in order, is left out of the
+// bytes but counted as an event of the month, so that the month's events
+// still add up to its ledger entries. Billing it would charge for bytes the
+// totals never show; an operator sees it with its reason, and can redrive
+// it once the data is understood.
+func (l *Ledger) count(tx *sql.Tx, evs []billing.Event) (map[string]string, error) {
+	type total struct {
+		key      totalKey
+		bytes    int64
+		overflow bool // the new bytes alone pass 2^63-1
+		events   []billing.Event
+	}
+	index := make(map[totalKey]int)
+	var totals []total
+	for _, ev := range evs {
+		k := totalKey{ev.Customer, billing.Month(ev.ServedAt), ev.Space}
+		i, ok := index[k]
+		if !ok {
+			i = len(totals)
+			index[k] = i
+			totals = append(totals, total{key: k})
+		}
+		t := &totals[i]
+		t.overflow = t.overflow || ev.Bytes > math.MaxInt64-t.bytes
+		if !t.overflow {
+			t.bytes += ev.Bytes
+		}
+		t.events = append(t.events, ev)
+	}
+	var refused map[string]string
+	add := tx.Stmt(l.stmts.addTotal)
+	for _, t := range totals {
+		k := t.key
+		if !t.overflow {
+			res, err := add.Exec(k.customer, k.month, k.space, t.bytes, len(t.events))
+			if err != nil {
+				return nil, err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				continue // all fit
+			}
+		}
+		// Some do not fit: walk them in order against the stored total.
+		var stored any = int64(0)
+		err := tx.Stmt(l.stmts.readTotal).QueryRow(k.customer, k.month, k.space).Scan(&stored)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		sum, isInt := stored.(int64)
+		var added int64
+		for _, ev := range t.events {
+			if !isInt || ev.Bytes > math.MaxInt64-sum {
+				if refused == nil {
+					refused = make(map[string]string)
+				}
+				held := any(sum)
+				if !isInt {
+					held = stored
+				}
+				refused[ev.Cause] = fmt.Sprintf("%s: the %s total of space %s holds %v bytes, and %d more would pass %d",
+					billing.ReasonTotalOverflow, k.month, k.space, held, ev.Bytes, int64(math.MaxInt64))
+				continue
+			}
+			sum += ev.Bytes
+			added += ev.Bytes
+		}
+		if _, err := tx.Stmt(l.stmts.forceTotal).Exec(k.customer, k.month, k.space, added, len(t.events)); err != nil {
+			return nil, err
+		}
+	}
+	return refused, nil
 }
 
-// update sets the state, reason and resend of the entry of cause where
-// condition (with its args) holds. Nothing changing is fine if the entry
-// exists (the update came too late to apply); ErrNotFound if it does not.
-func (l *Ledger) update(cause string, resend int, state billing.State, reason, condition string, args ...any) error {
+// Batch returns the batch with id.
+func (l *Ledger) Batch(ctx context.Context, id string) (billing.Batch, error) {
+	b, err := scanBatch(l.stmts.batch.QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return billing.Batch{}, fmt.Errorf("reading batch %s: %w", id, billing.ErrNotFound)
+	}
+	if err != nil {
+		return billing.Batch{}, fmt.Errorf("reading batch %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// Settle applies the settlements in one transaction. A settlement of a
+// batch never recorded changes nothing and is named in the error, which
+// wraps ErrNotFound; the others still apply.
+func (l *Ledger) Settle(ctx context.Context, settlements ...billing.Settlement) error {
+	for _, s := range settlements {
+		if _, err := billing.ParseState(string(s.State)); err != nil {
+			return fmt.Errorf("settling batch %s: %w", s.Batch.ID, err)
+		}
+	}
+	var missing []string
 	err := l.writes.Do(func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE ledger SET state = ?, reason = ?, updated_at = ?, resend = ? WHERE cause = ? AND `+condition,
-			append([]any{state, reason, l.now().UnixMilli(), resend, cause}, args...)...)
-		if err != nil {
-			return err
+		missing = missing[:0]
+		now := l.now().UnixMilli()
+		settle := tx.Stmt(l.stmts.settle)
+		for _, s := range settlements {
+			b := s.Batch
+			res, err := settle.Exec(s.State, s.Reason, b.Resend, now, b.ID, b.Resend, b.Resend)
+			if err != nil {
+				return fmt.Errorf("settling batch %s: %w", b.ID, err)
+			}
+			found, err := l.syncMembers(tx, res, b.ID, now)
+			if err != nil {
+				return fmt.Errorf("settling batch %s: %w", b.ID, err)
+			}
+			if !found {
+				missing = append(missing, b.ID)
+			}
 		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
-		}
-		// Nothing changed: either too late to apply (fine) or never recorded.
-		var one int
-		err = tx.QueryRow(`SELECT 1 FROM ledger WHERE cause = ?`, cause).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return billing.ErrNotFound
-		}
-		return err
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("marking %s %s: %w", cause, state, err)
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("settling batches %s: %w", strings.Join(missing, ", "), billing.ErrNotFound)
 	}
 	return nil
+}
+
+// Reject moves the batch id to rejected, unless it was settled under a
+// higher resend.
+func (l *Ledger) Reject(ctx context.Context, id string, resend int, reason string) error {
+	found := false
+	err := l.writes.Do(func(tx *sql.Tx) error {
+		now := l.now().UnixMilli()
+		res, err := tx.Stmt(l.stmts.reject).Exec(reason, resend, now, id, resend)
+		if err != nil {
+			return err
+		}
+		found, err = l.syncMembers(tx, res, id, now)
+		return err
+	})
+	if err == nil && !found {
+		err = billing.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("rejecting batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// syncMembers brings the members of batch id into line with it after res,
+// the update of the batch, and says whether the batch exists. Members that
+// already agree are left alone, so this costs one indexed look-up when
+// nothing is out of line.
+func (l *Ledger) syncMembers(tx *sql.Tx, res sql.Result, id string, now int64) (bool, error) {
+	changed, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	synced, err := tx.Stmt(l.stmts.syncMembers).Exec(now, id)
+	if err != nil {
+		return false, fmt.Errorf("updating its members: %w", err)
+	}
+	resynced, err := synced.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	if changed > 0 || resynced > 0 {
+		return true, nil
+	}
+	// Nothing changed: either too late to apply (fine) or never recorded.
+	var one int
+	err = tx.Stmt(l.stmts.batchExists).QueryRow(id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Batches calls fn with the batches of f's customer whose timestamp is in
+// [From, To), a page at a time, so that no read stays open while fn runs. A
+// zero From or To leaves that end open.
+func (l *Ledger) Batches(ctx context.Context, f billing.BatchFilter, fn func(billing.Batch) error) error {
+	if f.Customer == "" {
+		return errors.New("listing batches: no customer given")
+	}
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !f.From.IsZero() {
+		from = f.From.UnixMilli()
+	}
+	if !f.To.IsZero() {
+		to = f.To.UnixMilli()
+	}
+	const page = 500
+	afterTS, afterID := from, ""
+	for {
+		rows, err := l.db.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches
+			WHERE customer = ? AND ts >= ? AND ts < ? AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?`,
+			f.Customer, from, to, afterTS, afterID, page)
+		if err != nil {
+			return fmt.Errorf("listing batches: %w", err)
+		}
+		var bs []billing.Batch
+		for rows.Next() {
+			b, err := scanBatch(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("listing batches: %w", err)
+			}
+			bs = append(bs, b)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("listing batches: %w", err)
+		}
+		for _, b := range bs {
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+		if len(bs) < page {
+			return nil
+		}
+		last := bs[len(bs)-1]
+		afterTS, afterID = last.Timestamp.UnixMilli(), last.ID
+	}
 }
 
 // Entries lists entries matching f, ordered by cause.
@@ -249,6 +589,10 @@ func (l *Ledger) Entries(ctx context.Context, f billing.EntryFilter) ([]billing.
 	if f.Customer != "" {
 		where = append(where, `customer = ?`)
 		args = append(args, f.Customer)
+	}
+	if f.Batch != "" {
+		where = append(where, `batch = ?`)
+		args = append(args, f.Batch)
 	}
 	if f.After != "" {
 		where = append(where, `cause > ?`)
@@ -367,7 +711,7 @@ func scanEntry(row interface{ Scan(...any) error }) (billing.Entry, error) {
 		state                         string
 		servedAt, recorded, updatedAt int64
 	)
-	if err := row.Scan(&e.Cause, &e.Space, &e.Customer, &e.Resource, &e.Bytes, &servedAt, &state, &e.Reason, &recorded, &updatedAt, &e.Resend); err != nil {
+	if err := row.Scan(&e.Cause, &e.Space, &e.Customer, &e.Resource, &e.Bytes, &servedAt, &state, &e.Reason, &recorded, &updatedAt, &e.Batch); err != nil {
 		return billing.Entry{}, err
 	}
 	e.State = billing.State(state)
@@ -375,4 +719,21 @@ func scanEntry(row interface{ Scan(...any) error }) (billing.Entry, error) {
 	e.RecordedAt = time.UnixMilli(recorded).UTC()
 	e.UpdatedAt = time.UnixMilli(updatedAt).UTC()
 	return e, nil
+}
+
+// scanBatch reads one row selected with batchColumns.
+func scanBatch(row interface{ Scan(...any) error }) (billing.Batch, error) {
+	var (
+		b                       billing.Batch
+		state                   string
+		ts, recorded, updatedAt int64
+	)
+	if err := row.Scan(&b.ID, &b.Customer, &ts, &b.Bytes, &b.Events, &b.Resend, &state, &b.Reason, &recorded, &updatedAt); err != nil {
+		return billing.Batch{}, err
+	}
+	b.State = billing.State(state)
+	b.Timestamp = time.UnixMilli(ts).UTC()
+	b.RecordedAt = time.UnixMilli(recorded).UTC()
+	b.UpdatedAt = time.UnixMilli(updatedAt).UTC()
+	return b, nil
 }

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,19 +12,44 @@ import (
 	"github.com/egressd/egressd/internal/sqlitedb"
 )
 
+func openLedger(t *testing.T, dir string) *sqlite.Ledger {
+	t.Helper()
+	l, err := sqlite.OpenLedger(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 func TestLedger(t *testing.T) {
-	ledgertest.Run(t, func(t *testing.T) billing.Ledger {
-		l, err := sqlite.OpenLedger(t.TempDir())
+	ledgertest.Run(t, func(t *testing.T) billing.Ledger { return openLedger(t, t.TempDir()) })
+}
+
+// TestLedgerRepairsMembers changes members' rows behind the ledger's back,
+// as a crash half way through a settle in an older build, or an operator's
+// sqlite3 shell, could leave them.
+func TestLedgerRepairsMembers(t *testing.T) {
+	dirs := make(map[billing.Ledger]string)
+	ledgertest.RunRepair(t, func(t *testing.T) billing.Ledger {
+		dir := t.TempDir()
+		l := openLedger(t, dir)
+		dirs[l] = dir
+		return l
+	}, func(t *testing.T, l billing.Ledger, cause string, state billing.State, reason string) {
+		res, err := openFile(t, dirs[l]).Exec(`UPDATE ledger SET state = ?, reason = ? WHERE cause = ?`, state, reason, cause)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { l.Close() })
-		return l
+		if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("desync %s: %d rows", cause, n)
+		}
 	})
 }
 
 // TestLedgerSurvivesReopen checks the ledger is on disk, not in memory: a
-// restarted worker must still know which events it has counted.
+// restarted worker must still know which events it has counted, and find
+// the batch it was sending.
 func TestLedgerSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	l, err := sqlite.OpenLedger(dir)
@@ -31,56 +57,151 @@ func TestLedgerSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 5, ServedAt: time.Now(), Cause: "c"}
-	if _, isNew, err := l.Record(t.Context(), ev); err != nil || !isNew {
-		t.Fatalf("Record = %v, %v", isNew, err)
+	if _, bs, err := l.Record(t.Context(), []billing.Event{ev}, billing.BatchRule{Window: time.Minute}); err != nil || len(bs) != 1 {
+		t.Fatalf("Record = %v, %v", bs, err)
 	}
 	l.Close()
-	l, err = sqlite.OpenLedger(dir)
-	if err != nil {
-		t.Fatal(err)
+	l = openLedger(t, dir)
+	es, bs, err := l.Record(t.Context(), []billing.Event{ev}, billing.BatchRule{Window: time.Minute})
+	if err != nil || len(bs) != 0 || es[0].Batch != "c" || es[0].State != billing.Pending {
+		t.Fatalf("Record after reopening = %+v, %+v, %v; want the stored entry and no new batch", es, bs, err)
 	}
-	defer l.Close()
-	if _, isNew, err := l.Record(t.Context(), ev); err != nil || isNew {
-		t.Fatalf("Record after reopening = new %v, %v; want a known duplicate", isNew, err)
+	if b, err := l.Batch(t.Context(), "c"); err != nil || b.Bytes != 5 || b.State != billing.Pending {
+		t.Fatalf("Batch after reopening = %+v, %v", b, err)
 	}
 }
 
-// TestLedgerFromBeforeResends opens a ledger an egressd without the resend
-// column created: the column is added, its entries read as resend 0, and a
-// rejection and a redrive's mark apply to them.
-func TestLedgerFromBeforeResends(t *testing.T) {
-	dir := t.TempDir()
-	old, err := sqlitedb.Open(filepath.Join(dir, "ledger.db"), `CREATE TABLE ledger (
+// oldLedger writes a ledger file as an egressd from before batches did:
+// with the resend column when withResend, without it (older still) when not.
+func oldLedger(t *testing.T, dir string, withResend bool, rows ...string) {
+	t.Helper()
+	schema := `CREATE TABLE ledger (
 		cause TEXT PRIMARY KEY, space TEXT NOT NULL, customer TEXT NOT NULL, resource TEXT NOT NULL,
 		bytes INTEGER NOT NULL, served_at INTEGER NOT NULL, month TEXT NOT NULL, state TEXT NOT NULL,
-		reason TEXT NOT NULL DEFAULT '', recorded_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`)
+		reason TEXT NOT NULL DEFAULT '', recorded_at INTEGER NOT NULL, updated_at INTEGER NOT NULL`
+	if withResend {
+		schema += `, resend INTEGER NOT NULL DEFAULT 0`
+	}
+	schema += `);
+	CREATE INDEX ledger_state ON ledger (state, customer, cause);
+	CREATE INDEX ledger_month ON ledger (month, customer, state);
+	CREATE TABLE monthly (customer TEXT NOT NULL, month TEXT NOT NULL, space TEXT NOT NULL,
+		bytes INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (customer, month, space));`
+	old, err := sqlitedb.Open(filepath.Join(dir, "ledger.db"), schema)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := old.Exec(`INSERT INTO ledger VALUES ('c', 'did:key:s', 'did:mailto:a', 'r', 5, 0, '1970-01', 'reported', '', 0, 0)`); err != nil {
-		t.Fatal(err)
+	defer old.Close()
+	for _, row := range rows {
+		if _, err := old.Exec(row); err != nil {
+			t.Fatal(err)
+		}
 	}
-	old.Close()
+}
 
-	l, err := sqlite.OpenLedger(dir)
+// TestLedgerFromBeforeBatches opens a ledger an egressd without batches
+// created, with a resend stored on a rejected entry: each entry becomes a
+// batch of one with its state, reason and resend, known events stay known,
+// the totals stay as they were, and settling and rejecting apply to them.
+func TestLedgerFromBeforeBatches(t *testing.T) {
+	dir := t.TempDir()
+	jan := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC)
+	ms := jan.UnixMilli()
+	oldLedger(t, dir, true,
+		`INSERT INTO ledger VALUES ('c1', 'did:key:s', 'did:mailto:a', 'r', 5, `+strconv.FormatInt(ms, 10)+`, '2025-01', 'reported', '', 1, 2, 0)`,
+		`INSERT INTO ledger VALUES ('c2', 'did:key:s', 'did:mailto:a', 'r', 7, `+strconv.FormatInt(ms+1000, 10)+`, '2025-01', 'rejected', 'meter_event_customer_not_found', 3, 4, 2)`,
+		`INSERT INTO ledger VALUES ('c3', 'did:key:s', 'did:mailto:b', 'r', 9, `+strconv.FormatInt(ms, 10)+`, '2025-01', 'pending', '', 5, 6, 0)`,
+		`INSERT INTO monthly VALUES ('did:mailto:a', '2025-01', 'did:key:s', 12, 2), ('did:mailto:b', '2025-01', 'did:key:s', 9, 1)`)
+
+	l := openLedger(t, dir)
+	ctx := t.Context()
+	for _, want := range []billing.Batch{
+		{ID: "c1", Customer: "did:mailto:a", Timestamp: jan, Bytes: 5, Events: 1, State: billing.Reported, RecordedAt: time.UnixMilli(1).UTC(), UpdatedAt: time.UnixMilli(2).UTC()},
+		{ID: "c2", Customer: "did:mailto:a", Timestamp: jan.Add(time.Second), Bytes: 7, Events: 1, Resend: 2, State: billing.Rejected, Reason: "meter_event_customer_not_found", RecordedAt: time.UnixMilli(3).UTC(), UpdatedAt: time.UnixMilli(4).UTC()},
+		{ID: "c3", Customer: "did:mailto:b", Timestamp: jan, Bytes: 9, Events: 1, State: billing.Pending, RecordedAt: time.UnixMilli(5).UTC(), UpdatedAt: time.UnixMilli(6).UTC()},
+	} {
+		if got, err := l.Batch(ctx, want.ID); err != nil || got != want {
+			t.Fatalf("migrated batch = %+v, %v\nwant %+v", got, err, want)
+		}
+	}
+	es, err := l.Entries(ctx, billing.EntryFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	for _, e := range es {
+		if e.Batch != e.Cause {
+			t.Fatalf("migrated entry %+v is not in the batch of its cause", e)
+		}
+	}
+
+	// Known events stay known; new ones are recorded beside them.
+	evs := []billing.Event{
+		{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 5, ServedAt: jan, Cause: "c1"},
+		{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 1, ServedAt: jan, Cause: "c4"},
+	}
+	got, bs, err := l.Record(ctx, evs, billing.BatchRule{Window: time.Minute})
+	if err != nil || len(bs) != 1 || bs[0].ID != "c4" || got[0].State != billing.Reported || got[0].Batch != "c1" {
+		t.Fatalf("Record over a migrated ledger = %+v, %+v, %v", got, bs, err)
+	}
+	u, err := l.Usage(ctx, billing.UsageFilter{Month: "2025-01", Customer: "did:mailto:a"})
+	if err != nil || len(u) != 1 || u[0].Bytes != 13 || u[0].Events != 3 {
+		t.Fatalf("usage = %+v, %v; want 13 bytes in 3 events", u, err)
+	}
+
+	// The stored resend rules: a rejection of resend 1 is too late for c2,
+	// a redrive's resend 3 takes it.
+	if err := l.Reject(ctx, "c2", 1, "late"); err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := l.Batch(ctx, "c2")
+	c2.Resend = 3
+	if err := l.Settle(ctx, billing.Settlement{Batch: c2, State: billing.Reported}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Batch(ctx, "c2"); err != nil || b.State != billing.Reported || b.Resend != 3 || b.Reason != "" {
+		t.Fatalf("redriven c2 = %+v, %v; want reported under resend 3", b, err)
+	}
+	if es, err := l.Entries(ctx, billing.EntryFilter{Batch: "c2"}); err != nil || len(es) != 1 || es[0].State != billing.Reported {
+		t.Fatalf("c2's entry = %+v, %v; want reported", es, err)
+	}
+
+	// Opening it again finds nothing left to migrate.
+	l.Close()
+	l = openLedger(t, dir)
+	if b, err := l.Batch(ctx, "c2"); err != nil || b.State != billing.Reported || b.Resend != 3 {
+		t.Fatalf("c2 after reopening = %+v, %v", b, err)
+	}
+}
+
+// TestLedgerFromBeforeResends opens a ledger older still, without the
+// resend column: its entries become batches at resend 0, and a rejection
+// and a redrive apply to them.
+func TestLedgerFromBeforeResends(t *testing.T) {
+	dir := t.TempDir()
+	oldLedger(t, dir, false, `INSERT INTO ledger VALUES ('c', 'did:key:s', 'did:mailto:a', 'r', 5, 0, '1970-01', 'reported', '', 0, 0)`)
+
+	l := openLedger(t, dir)
 	ctx := t.Context()
 	if err := l.Reject(ctx, "c", 0, "meter_event_customer_not_found: gone"); err != nil {
 		t.Fatal(err)
 	}
 	es, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Rejected}})
-	if err != nil || len(es) != 1 || es[0].Resend != 0 {
-		t.Fatalf("rejected entries = %+v, %v; want c at resend 0", es, err)
+	if err != nil || len(es) != 1 || es[0].Batch != "c" {
+		t.Fatalf("rejected entries = %+v, %v; want c in its own batch", es, err)
 	}
-	resent := es[0].Event
-	resent.Resend = 1
-	if err := l.Mark(ctx, resent, billing.Reported, ""); err != nil {
+	b, err := l.Batch(ctx, "c")
+	if err != nil || b.Resend != 0 || b.State != billing.Rejected {
+		t.Fatalf("batch c = %+v, %v; want rejected at resend 0", b, err)
+	}
+	b.Resend = 1
+	if err := l.Settle(ctx, billing.Settlement{Batch: b, State: billing.Reported}); err != nil {
 		t.Fatal(err)
 	}
-	if es, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Reported}}); err != nil || len(es) != 1 || es[0].Resend != 1 {
-		t.Fatalf("reported entries = %+v, %v; want c at resend 1", es, err)
+	es, err = l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Reported}})
+	if err != nil || len(es) != 1 || es[0].Cause != "c" {
+		t.Fatalf("reported entries = %+v, %v; want c", es, err)
+	}
+	if b, err := l.Batch(ctx, "c"); err != nil || b.Resend != 1 || b.State != billing.Reported {
+		t.Fatalf("batch c = %+v, %v; want reported at resend 1", b, err)
 	}
 }

@@ -41,14 +41,13 @@ func TestTotalsStayIntegers(t *testing.T) {
 	}
 	defer l.Close()
 	ctx := context.Background()
-	for _, ev := range []billing.Event{
+	// One call: the new bytes alone pass 2^63-1 before the stored total is read.
+	if _, _, err := l.Record(ctx, []billing.Event{
 		bigEvent("c1", "did:mailto:a", "did:key:s", math.MaxInt64),
 		bigEvent("c2", "did:mailto:a", "did:key:s", math.MaxInt64),
 		bigEvent("c3", "did:mailto:a", "did:key:s", 1),
-	} {
-		if _, _, err := l.Record(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
+	}, billing.BatchRule{Window: time.Hour}); err != nil {
+		t.Fatal(err)
 	}
 	var (
 		kind  string
@@ -76,19 +75,21 @@ func TestReadsTotalLeftAsReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, ev := range []billing.Event{
+	if _, _, err := l.Record(ctx, []billing.Event{
 		bigEvent("old-1", "did:mailto:big", "did:key:zbig", math.MaxInt64-5),
 		bigEvent("old-3", "did:mailto:small", "did:key:zsmall", 4096),
-	} {
-		if _, _, err := l.Record(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
+	}, billing.BatchRule{}); err != nil {
+		t.Fatal(err)
 	}
 	l.Close()
 	// What the old Record did with a second event: bytes = bytes + 10.
 	db := openFile(t, dir)
-	if _, err := db.Exec(`INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, recorded_at, updated_at)
-		VALUES ('old-2', 'did:key:zbig', 'did:mailto:big', 'r', 10, ?, '2025-03', 'reported', 0, 0)`, march.UnixMilli()); err != nil {
+	if _, err := db.Exec(`INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, recorded_at, updated_at, batch)
+		VALUES ('old-2', 'did:key:zbig', 'did:mailto:big', 'r', 10, ?, '2025-03', 'reported', 0, 0, 'old-2')`, march.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO batches (id, customer, ts, bytes, events, state, recorded_at, updated_at)
+		VALUES ('old-2', 'did:mailto:big', ?, 10, 1, 'reported', 0, 0)`, march.UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`UPDATE monthly SET bytes = bytes + 10, events = events + 1 WHERE customer = 'did:mailto:big'`); err != nil {
@@ -116,9 +117,19 @@ func TestReadsTotalLeftAsReal(t *testing.T) {
 		t.Fatalf("Count = %v, %v; want 2 pending, 1 reported", counts, err)
 	}
 
-	e, isNew, err := l.Record(ctx, bigEvent("new-1", "did:mailto:big", "did:key:zbig", 1))
-	if err != nil || !isNew || e.State != billing.Failed || !strings.HasPrefix(e.Reason, billing.ReasonTotalOverflow) {
-		t.Fatalf("Record into the REAL total = %+v, new %v, %v; want failed with the overflow reason", e, isNew, err)
+	// In one call with an event for another total, which is unaffected.
+	es, bs, err := l.Record(ctx, []billing.Event{
+		bigEvent("new-1", "did:mailto:big", "did:key:zbig", 1),
+		bigEvent("new-2", "did:mailto:small", "did:key:zsmall", 1),
+	}, billing.BatchRule{})
+	if err != nil || es[0].State != billing.Failed || !strings.HasPrefix(es[0].Reason, billing.ReasonTotalOverflow) {
+		t.Fatalf("Record into the REAL total = %+v, %v; want failed with the overflow reason", es, err)
+	}
+	if es[1].State != billing.Pending || len(bs) != 1 || bs[0].ID != "new-2" {
+		t.Fatalf("Record beside the REAL total = %+v, %+v; want new-2 pending in its batch", es[1], bs)
+	}
+	if u, err := l.Usage(ctx, billing.UsageFilter{Month: "2025-03", Customer: "did:mailto:small"}); err != nil || len(u) != 1 || u[0].Bytes != 4097 {
+		t.Fatalf("Usage of another customer = %+v, %v; want its 4097 bytes", u, err)
 	}
 	var events int64
 	if err := db.QueryRow(`SELECT typeof(bytes), events FROM monthly WHERE customer = 'did:mailto:big'`).Scan(&kind, &events); err != nil {
