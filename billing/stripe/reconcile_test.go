@@ -13,6 +13,7 @@ import (
 	"github.com/stripe/stripe-go/v81/billing/meterevent"
 
 	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
 )
@@ -22,35 +23,8 @@ const (
 	bob   = "did:mailto:example.com:bob"
 )
 
-// batchLedger is the part of a ledger reconciliation reads: the batches.
-// The embedded nil Ledger makes any other call fail loudly.
-type batchLedger struct {
-	billing.Ledger
-	mu      sync.Mutex
-	batches []billing.Batch
-}
-
-func (l *batchLedger) add(bs ...billing.Batch) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.batches = append(l.batches, bs...)
-}
-
-func (l *batchLedger) Batches(ctx context.Context, f billing.BatchFilter, fn func(billing.Batch) error) error {
-	l.mu.Lock()
-	bs := append([]billing.Batch(nil), l.batches...)
-	l.mu.Unlock()
-	for _, b := range bs {
-		if b.Customer == f.Customer && !b.Timestamp.Before(f.From) && b.Timestamp.Before(f.To) {
-			if err := fn(b); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// testClock is one clock for the fake Stripe and for Reconcile.
+// testClock is one clock for the fake Stripe and for Reconcile. It starts
+// at the real time, which is what the SQLite ledger stamps batches with.
 type testClock struct {
 	mu  sync.Mutex
 	now time.Time
@@ -68,19 +42,27 @@ func (c *testClock) advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// world is a fake Stripe with the egress meter and a ledger, on one clock
-// starting at noon on 20 May 2026.
+// world is a fake Stripe with the egress meter, and an SQLite ledger.
 type world struct {
 	fake   *stripetest.Fake
-	ledger *batchLedger
+	ledger *sqlite.Ledger
 	clock  *testClock
 	events meterevent.Client
-	n      int
+	// day is midnight UTC two days before the start: batches are served
+	// in the hours after it.
+	day time.Time
+	n   int
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{fake: stripetest.New(t), ledger: &batchLedger{}, clock: &testClock{now: time.Date(2026, 5, 20, 12, 0, 0, 0, time.UTC)}}
+	l, err := sqlite.OpenLedger(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	now := time.Now().UTC()
+	w := &world{fake: stripetest.New(t), ledger: l, clock: &testClock{now: now}, day: now.Truncate(24 * time.Hour).Add(-48 * time.Hour)}
 	w.fake.SetNow(w.clock.Now)
 	w.fake.AddMeter("egress")
 	backend := stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
@@ -92,19 +74,28 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-// batch records a batch of customer's served at ts in the ledger, in state
-// st as of now; with sent, the worker's meter event for it reached Stripe
-// now, as the worker sends it.
+// batch records one event of customer's served at ts as a batch of its
+// own, and settles it in state st (unless pending); with sent, the worker's
+// meter event for it reached Stripe now.
 func (w *world) batch(t *testing.T, customer string, ts time.Time, bytes int64, st billing.State, sent bool) billing.Batch {
 	t.Helper()
 	w.n++
-	now := w.clock.Now()
-	b := billing.Batch{
-		ID:       fmt.Sprintf("bafyreibatch%04d", w.n),
-		Customer: customer, Timestamp: ts, Bytes: bytes, Events: 1, State: st,
-		RecordedAt: now, UpdatedAt: now,
+	ev := billing.Event{Space: "did:key:z6Mkspace", Customer: customer, Resource: "bafkreires", Bytes: bytes, ServedAt: ts,
+		Cause: fmt.Sprintf("bafyreibatch%04d", w.n)}
+	ctx := context.Background()
+	_, batches, err := w.ledger.Record(ctx, []billing.Event{ev}, billing.BatchRule{})
+	if err != nil || len(batches) != 1 {
+		t.Fatalf("recording %s: %d batches, %v", ev.Cause, len(batches), err)
 	}
-	w.ledger.add(b)
+	b := batches[0]
+	if st != billing.Pending {
+		if err := w.ledger.Settle(ctx, billing.Settlement{Batch: b, State: st, Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if b, err = w.ledger.Batch(ctx, b.ID); err != nil || b.State != st {
+			t.Fatalf("batch %s after settling it %s: %+v, %v", ev.Cause, st, b, err)
+		}
+	}
 	if sent {
 		w.send(t, "cus_"+strings.TrimPrefix(customer, "did:mailto:example.com:"), stripe.BatchIdentifier(b), bytes, ts)
 	}
@@ -140,11 +131,12 @@ func (w *world) reconcile(t *testing.T, from, to time.Time, fix bool) stripe.Rec
 	return rep
 }
 
-// hours is a report's hours as "hour ledger stripe status" lines.
-func hours(rep stripe.ReconcileReport) string {
+// hours is a report's hours as "hour ledger stripe status" lines, each hour
+// counted from w.day.
+func (w *world) hours(rep stripe.ReconcileReport) string {
 	var lines []string
 	for _, h := range rep.Hours {
-		lines = append(lines, fmt.Sprintf("%s %d %d %s", h.Hour.Format("02T15"), h.Ledger, h.Stripe, h.Status))
+		lines = append(lines, fmt.Sprintf("%d %d %d %s", int(h.Hour.Sub(w.day).Hours()), h.Ledger, h.Stripe, h.Status))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -158,7 +150,7 @@ func TestReconcileClean(t *testing.T) {
 	for i := range 120 {
 		w.fake.AddMeter(fmt.Sprintf("other-%d", i)) // newer, listed first
 	}
-	day := w.clock.Now().Truncate(24 * time.Hour).Add(-72 * time.Hour)
+	day := w.day
 	w.batch(t, alice, day.Add(10*time.Hour+5*time.Minute), 1000, billing.Reported, true)
 	w.batch(t, alice, day.Add(10*time.Hour+55*time.Minute), 2000, billing.Reported, true)
 	w.batch(t, alice, day.Add(30*time.Hour), 4000, billing.Reported, true)
@@ -166,12 +158,11 @@ func TestReconcileClean(t *testing.T) {
 	w.batch(t, bob, day.Add(11*time.Hour), 16000, billing.Unbillable, false)
 	w.clock.advance(time.Hour)
 
-	rep := w.reconcile(t, day, day.Add(5*24*time.Hour), true)
-	want := "17T10 3000 3000 match\n18T06 4000 4000 match"
-	if got := hours(rep); got != want || !rep.OK() {
+	rep := w.reconcile(t, day.Add(-72*time.Hour), day.Add(48*time.Hour), true)
+	if got, want := w.hours(rep), "10 3000 3000 match\n30 4000 4000 match"; got != want || !rep.OK() {
 		t.Fatalf("hours:\n%s\nwant:\n%s", got, want)
 	}
-	if len(rep.Skipped) != 1 || rep.Skipped[0].Customer != bob || rep.Skipped[0].Reason != "no Stripe account" {
+	if len(rep.Skipped) != 1 || rep.Skipped[0].Customer != bob || rep.Skipped[0].Reason != "no Stripe account" || rep.Customers != 1 {
 		t.Fatalf("skipped = %+v, want bob without an account", rep.Skipped)
 	}
 	if len(rep.Actions) != 0 || w.fake.Requests(stripetest.AdjustmentsEndpoint) != 0 || w.fake.Calls() != 3 {
@@ -186,15 +177,14 @@ func TestReconcileClean(t *testing.T) {
 }
 
 // TestReconcileCorrectsLostEvents: batches the ledger holds as reported but
-// Stripe never counted are found; --fix sends one correction per hour; a
-// second --fix before Stripe's summary shows them sends the same
+// Stripe never counted are found; with Fix one correction per hour is sent;
+// a second run before Stripe's summary shows them sends the same
 // identifiers, which Stripe refuses as duplicates, so nothing is counted
-// twice; once the summary catches up everything matches. An hour the ledger
-// changed moments ago is left for a later run.
+// twice; once the summary catches up everything matches.
 func TestReconcileCorrectsLostEvents(t *testing.T) {
 	w := newWorld(t)
 	w.fake.SetSummaryLag(10 * time.Minute)
-	day := w.clock.Now().Truncate(24 * time.Hour).Add(-48 * time.Hour)
+	day := w.day
 	w.batch(t, alice, day.Add(3*time.Hour), 1000, billing.Reported, true)
 	w.batch(t, alice, day.Add(3*time.Hour+time.Minute), 2000, billing.Reported, false) // lost
 	w.batch(t, alice, day.Add(7*time.Hour), 4000, billing.Reported, false)             // lost
@@ -202,16 +192,16 @@ func TestReconcileCorrectsLostEvents(t *testing.T) {
 	from, to := day, day.Add(24*time.Hour)
 
 	rep := w.reconcile(t, from, to, false)
-	if got, want := hours(rep), "18T03 3000 1000 drift\n18T07 4000 0 drift"; got != want || rep.OK() {
-		t.Fatalf("without --fix:\n%s\nwant:\n%s", got, want)
+	if got, want := w.hours(rep), "3 3000 1000 drift\n7 4000 0 drift"; got != want || rep.OK() {
+		t.Fatalf("without Fix:\n%s\nwant:\n%s", got, want)
 	}
 	if w.fake.Calls() != 1 {
-		t.Fatal("reconciling without --fix sent meter events")
+		t.Fatal("reconciling without Fix sent meter events")
 	}
 
 	rep = w.reconcile(t, from, to, true)
-	if got, want := hours(rep), "18T03 3000 1000 mended\n18T07 4000 0 mended"; got != want || !rep.OK() {
-		t.Fatalf("--fix:\n%s\nwant:\n%s", got, want)
+	if got, want := w.hours(rep), "3 3000 1000 mended\n7 4000 0 mended"; got != want || !rep.OK() {
+		t.Fatalf("Fix:\n%s\nwant:\n%s", got, want)
 	}
 	if len(rep.Actions) != 2 || rep.Actions[0].Value != 2000 || rep.Actions[1].Value != 4000 || rep.Actions[0].Result != "sent" {
 		t.Fatalf("actions = %+v, want corrections of 2000 and 4000 sent", rep.Actions)
@@ -227,12 +217,12 @@ func TestReconcileCorrectsLostEvents(t *testing.T) {
 	// Stripe's summary lags: the same drift, the same identifiers, refused.
 	w.clock.advance(time.Minute)
 	rep = w.reconcile(t, from, to, true)
-	if got := hours(rep); got != "18T03 3000 1000 mended\n18T07 4000 0 mended" {
-		t.Fatalf("second --fix:\n%s", got)
+	if got := w.hours(rep); got != "3 3000 1000 mended\n7 4000 0 mended" {
+		t.Fatalf("second Fix:\n%s", got)
 	}
 	for i, a := range rep.Actions {
 		if a.Identifier != first[i].Identifier || !strings.HasPrefix(a.Result, "already at Stripe") {
-			t.Fatalf("second --fix action %+v, want %s already at Stripe", a, first[i].Identifier)
+			t.Fatalf("second Fix action %+v, want %s already at Stripe", a, first[i].Identifier)
 		}
 	}
 	if n := len(w.fake.Accepted()); n != 3 {
@@ -241,66 +231,58 @@ func TestReconcileCorrectsLostEvents(t *testing.T) {
 
 	w.clock.advance(10 * time.Minute)
 	rep = w.reconcile(t, from, to, true)
-	if got := hours(rep); got != "18T03 3000 3000 match\n18T07 4000 4000 match" || len(rep.Actions) != 0 {
+	if got := w.hours(rep); got != "3 3000 3000 match\n7 4000 4000 match" || len(rep.Actions) != 0 {
 		t.Fatalf("once Stripe's summary caught up:\n%s\nactions %+v", got, rep.Actions)
 	}
 	if total := w.fake.Totals()["cus_alice"]; total != 7000 {
 		t.Fatalf("Stripe bills %d, want the ledger's 7000", total)
 	}
+}
 
-	// A batch the worker reported a moment ago, not yet in the summary.
-	w.batch(t, alice, day.Add(9*time.Hour), 500, billing.Reported, true)
-	rep = w.reconcile(t, from, to, true)
-	if got := hours(rep); !strings.HasSuffix(got, "18T09 500 0 unsettled") || rep.OK() || len(rep.Actions) != 0 {
-		t.Fatalf("a batch settled just now:\n%s\nactions %+v", got, rep.Actions)
+// TestReconcileWaitsForTheLedgerToSettle: a batch the worker reported a
+// moment ago is not yet in Stripe's lagging summary. Correcting it would
+// bill it twice, so the hour is left unsettled until DefaultSettle has
+// passed, by when Stripe's summary shows it.
+func TestReconcileWaitsForTheLedgerToSettle(t *testing.T) {
+	w := newWorld(t)
+	w.fake.SetSummaryLag(10 * time.Minute)
+	w.batch(t, alice, w.day.Add(9*time.Hour), 500, billing.Reported, true)
+	rep := w.reconcile(t, w.day, w.day.Add(24*time.Hour), true)
+	if got := w.hours(rep); got != "9 500 0 unsettled" || rep.OK() || len(rep.Actions) != 0 || !strings.Contains(rep.Hours[0].Reason, "run again after") {
+		t.Fatalf("a batch settled just now:\n%s\n%+v", got, rep)
 	}
 	w.clock.advance(stripe.DefaultSettle)
-	if rep = w.reconcile(t, from, to, true); !rep.OK() || len(rep.Actions) != 0 {
-		t.Fatalf("after the settle time:\n%s", hours(rep))
+	rep = w.reconcile(t, w.day, w.day.Add(24*time.Hour), true)
+	if got := w.hours(rep); got != "9 500 500 match" || len(rep.Actions) != 0 || w.fake.Calls() != 1 {
+		t.Fatalf("after the settle time:\n%s\nactions %+v", got, rep.Actions)
 	}
 }
 
-// TestReconcileOverReports: Stripe counts batches the ledger holds as not
-// billed. One sent in the past 24 h is cancelled; one the ledger last sent
-// more than 24 h ago, and one Stripe received more than 24 h ago, cannot
-// be, and are named; so is an event the ledger knows nothing of.
-func TestReconcileOverReports(t *testing.T) {
+// TestReconcileCancelsOverReports: Stripe counts batches the ledger holds
+// as not billed. The one Stripe received in the past 24 h is cancelled, and
+// a failed batch Stripe never had is left alone; the one Stripe received 25
+// hours ago cannot be cancelled, and neither can an event the ledger knows
+// nothing of: both are named with their value.
+func TestReconcileCancelsOverReports(t *testing.T) {
 	w := newWorld(t)
-	day := w.clock.Now().Truncate(24 * time.Hour).Add(-48 * time.Hour)
-	w.batch(t, alice, day.Add(1*time.Hour), 1000, billing.Reported, true)
-	oldFailed := w.batch(t, alice, day.Add(1*time.Hour+time.Minute), 300, billing.Failed, true)
-	received := w.batch(t, alice, day.Add(2*time.Hour), 700, billing.Failed, true)
+	day := w.day
+	w.clock.advance(-25 * time.Hour)
+	received := w.batch(t, alice, day.Add(2*time.Hour), 700, billing.Failed, true) // Stripe receives it 25 h ago
 	w.clock.advance(25 * time.Hour)
-	// The ledger updated this one since (a redrive that failed again).
-	received.UpdatedAt = w.clock.Now()
-	w.ledger.mu.Lock()
-	for i := range w.ledger.batches {
-		if w.ledger.batches[i].ID == received.ID {
-			w.ledger.batches[i] = received
-		}
-	}
-	w.ledger.mu.Unlock()
+	w.batch(t, alice, day.Add(1*time.Hour), 1000, billing.Reported, true)
 	fresh := w.batch(t, alice, day.Add(3*time.Hour), 2000, billing.Pending, true)
-	w.batch(t, alice, day.Add(3*time.Hour+time.Minute), 50, billing.Failed, false) // not at Stripe
+	notAtStripe := w.batch(t, alice, day.Add(3*time.Hour+time.Minute), 50, billing.Failed, false)
 	w.send(t, "cus_alice", "someone-else-1", 90, day.Add(4*time.Hour))
 	w.clock.advance(time.Hour)
 
 	rep := w.reconcile(t, day, day.Add(24*time.Hour), true)
-	want := "18T01 1000 1300 unmended\n18T02 0 700 unmended\n18T03 0 2000 mended\n18T04 0 90 unmended"
-	if got := hours(rep); got != want || rep.OK() {
+	if got, want := w.hours(rep), "1 1000 1000 match\n2 0 700 unmended\n3 0 2000 mended\n4 0 90 unmended"; got != want || rep.OK() {
 		t.Fatalf("hours:\n%s\nwant:\n%s", got, want)
 	}
-	byHour := make(map[int]stripe.ReconcileHour)
-	for _, h := range rep.Hours {
-		byHour[h.Hour.Hour()] = h
-	}
-	if h := byHour[1]; h.Unmended != 300 || !strings.Contains(h.Reason, oldFailed.ID) || !strings.Contains(h.Reason, "more than 24 h ago") {
-		t.Errorf("hour 1: %+v; want 300 unmended naming %s as past cancelling", h, oldFailed.ID)
-	}
-	if h := byHour[2]; h.Unmended != 700 {
+	if h := rep.Hours[1]; h.Unmended != 700 || !strings.Contains(h.Reason, "700 bytes more") {
 		t.Errorf("hour 2: %+v; want 700 unmended", h)
 	}
-	if h := byHour[4]; h.Unmended != 90 || !strings.Contains(h.Reason, "no batch the ledger holds as not billed") {
+	if h := rep.Hours[3]; h.Unmended != 90 || !strings.Contains(h.Reason, "no batch the ledger holds as not billed") {
 		t.Errorf("hour 4: %+v; want 90 unmended, unexplained", h)
 	}
 	results := make(map[string]string)
@@ -310,18 +292,37 @@ func TestReconcileOverReports(t *testing.T) {
 		}
 		results[a.Batch] = a.Result
 	}
-	if len(results) != 2 || results[fresh.ID] != "cancelled" || !strings.HasPrefix(results[received.ID], "not cancelled: ") {
+	if len(results) != 2 || results[fresh.ID] != "cancelled" || !strings.HasPrefix(results[received.ID], "not cancelled: ") || results[notAtStripe.ID] != "" {
 		t.Fatalf("cancels %v; want %s cancelled and %s refused by Stripe (received 26 h ago)", results, fresh.ID, received.ID)
 	}
 	if ev := w.fake.Events()[stripe.BatchIdentifier(fresh)]; !ev.Cancelled {
 		t.Fatalf("the pending batch's meter event was not cancelled at Stripe: %+v", ev)
 	}
 
-	// Again: the cancelled hour is gone (nothing billed, nothing reported);
-	// nothing else can be done.
+	// Again: the cancelled hour is gone (nothing billed, nothing
+	// reported); nothing else can be done.
 	rep = w.reconcile(t, day, day.Add(24*time.Hour), true)
-	if got := hours(rep); got != "18T01 1000 1300 unmended\n18T02 0 700 unmended\n18T04 0 90 unmended" {
+	if got := w.hours(rep); got != "1 1000 1000 match\n2 0 700 unmended\n4 0 90 unmended" {
 		t.Fatalf("second run:\n%s", got)
+	}
+}
+
+// TestReconcileOverReportPastCancelling: a failed batch Stripe counted,
+// which the ledger last touched more than 24 hours ago, is past Stripe's
+// cancel window: it is named, batch and value, without a call.
+func TestReconcileOverReportPastCancelling(t *testing.T) {
+	w := newWorld(t)
+	old := w.batch(t, alice, w.day.Add(5*time.Hour), 300, billing.Failed, true)
+	w.clock.advance(25 * time.Hour)
+	rep := w.reconcile(t, w.day, w.day.Add(24*time.Hour), true)
+	if got := w.hours(rep); got != "5 0 300 unmended" || rep.OK() {
+		t.Fatalf("hours:\n%s", got)
+	}
+	if h := rep.Hours[0]; h.Unmended != 300 || !strings.Contains(h.Reason, old.ID) || !strings.Contains(h.Reason, "more than 24 h ago") {
+		t.Errorf("%+v; want 300 unmended naming %s as past cancelling", h, old.ID)
+	}
+	if len(rep.Actions) != 0 || w.fake.Requests(stripetest.AdjustmentsEndpoint) != 0 {
+		t.Fatalf("tried to cancel past 24 h: %+v", rep.Actions)
 	}
 }
 
