@@ -3,10 +3,12 @@ package dynamodb
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -14,9 +16,6 @@ import (
 
 	"github.com/egressd/egressd/billing"
 )
-
-// queryConcurrency bounds the index queries one Entries or Count runs at once.
-const queryConcurrency = 8
 
 // unreportedStates are the states Count reads from the state index; the
 // reported entries are the rest of the month's eventCount.
@@ -33,6 +32,9 @@ func (l *Ledger) Entries(ctx context.Context, f billing.EntryFilter) ([]billing.
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
+	}
+	if f.Batch != "" {
+		return l.batchEntries(ctx, f, states, limit)
 	}
 	var (
 		mu      sync.Mutex
@@ -74,6 +76,107 @@ func (l *Ledger) Entries(ctx context.Context, f billing.EntryFilter) ([]billing.
 	return entries, nil
 }
 
+// batchEntries lists the members of batch f.Batch that match f, ordered
+// by cause: read through the batch item's list of members, not the index.
+func (l *Ledger) batchEntries(ctx context.Context, f billing.EntryFilter, states []billing.State, limit int) ([]billing.Entry, error) {
+	entry, key, err := l.locate(ctx, f.Batch)
+	if errors.Is(err, billing.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the entries of batch %s: %w", f.Batch, err)
+	}
+	items := []map[string]types.AttributeValue{entry}
+	if key != nil {
+		batch, err := l.get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("listing the entries of batch %s: its item: %w", f.Batch, err)
+		}
+		items = nil
+		for chunk := range slices.Chunk(members(batch), 100) {
+			keys := make([]map[string]types.AttributeValue, len(chunk))
+			for i, cause := range chunk {
+				keys[i] = entryKey(cause)
+			}
+			err := l.batchGet(ctx, map[string]types.KeysAndAttributes{
+				l.tables.Ledger: {Keys: keys, ConsistentRead: aws.Bool(true)},
+			}, func(_ string, item map[string]types.AttributeValue) { items = append(items, item) })
+			if err != nil {
+				return nil, fmt.Errorf("listing the entries of batch %s: %w", f.Batch, err)
+			}
+		}
+	}
+	var entries []billing.Entry
+	for _, item := range items {
+		e, err := decodeEntry(item)
+		if err != nil {
+			return nil, fmt.Errorf("listing the entries of batch %s: %w", f.Batch, err)
+		}
+		if slices.Contains(states, e.State) && (f.Customer == "" || e.Customer == f.Customer) && e.Cause > f.After {
+			entries = append(entries, e)
+		}
+	}
+	slices.SortFunc(entries, func(a, b billing.Entry) int { return strings.Compare(a.Cause, b.Cause) })
+	if len(entries) > limit {
+		entries = entries[:limit]
+	}
+	return entries, nil
+}
+
+// Batches calls fn with each batch of f.Customer whose timestamp is in
+// [f.From, f.To), in order of timestamp: one query of the customer's batch
+// items. A zero To is no upper bound. Entries that are batches of one by
+// themselves (written before batches, or adopted from w3infra) have no
+// batch item and are not listed.
+func (l *Ledger) Batches(ctx context.Context, f billing.BatchFilter, fn func(billing.Batch) error) error {
+	if f.Customer == "" {
+		return errors.New("listing batches: a customer is required")
+	}
+	to := f.To
+	if to.IsZero() {
+		to = time.UnixMilli(1e13 - 1)
+	}
+	// Key bounds in whole milliseconds, wide enough; the exact bounds are
+	// checked on each batch's timestamp.
+	from := max(f.From.UnixMilli(), 0)
+	until := to.UnixMilli()
+	if to.After(time.UnixMilli(until)) {
+		until++
+	}
+	if until <= from {
+		return nil
+	}
+	p := dynamodb.NewQueryPaginator(l.client, &dynamodb.QueryInput{
+		TableName:              aws.String(l.tables.Ledger),
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :until"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":    str("batch#" + f.Customer),
+			":from":  str(fmt.Sprintf("%013d", from)),
+			":until": str(fmt.Sprintf("%013d", until)),
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("listing the batches of %s: %w", f.Customer, err)
+		}
+		for _, item := range page.Items {
+			b, err := decodeBatch(item)
+			if err != nil {
+				return fmt.Errorf("listing the batches of %s: %w", f.Customer, err)
+			}
+			if b.Timestamp.Before(f.From) || !b.Timestamp.Before(to) {
+				continue
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // stateQuery queries one partition of the state index, for one customer's
 // entries when customer is set.
 func (l *Ledger) stateQuery(partition, customer string) *dynamodb.QueryInput {
@@ -99,32 +202,12 @@ func (l *Ledger) eachPartition(ctx context.Context, states []billing.State, quer
 			partitions = append(partitions, statePartition(s, shard))
 		}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var (
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, queryConcurrency)
-	)
-	for _, p := range partitions {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	return parallel(ctx, len(partitions), func(ctx context.Context, i int) error {
+		if err := query(ctx, partitions[i]); err != nil {
+			return fmt.Errorf("querying index partition %s: %w", partitions[i], err)
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := query(ctx, p); err != nil {
-				cancel(fmt.Errorf("querying index partition %s: %w", p, err))
-			}
-		})
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return err
-	}
-	return nil
+		return nil
+	})
 }
 
 // Usage returns the monthly totals of f's month, by customer then space:

@@ -2,6 +2,7 @@ package dynamodb_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go/middleware"
@@ -19,7 +21,8 @@ import (
 // TestTotalPastInt64 reads a monthly row whose bytes another writer let pass
 // 2^63-1 (DynamoDB's numbers have 38 digits, so ADD never wraps): reading it
 // names the row instead of returning a wrapped number, other customers'
-// totals still read, and a new event for that row is refused, not added.
+// totals still read, and new events for that row are refused, not added,
+// while an event of another space in the same batch is counted.
 func TestTotalPastInt64(t *testing.T) {
 	ctx := context.Background()
 	client, tables := newTables(t)
@@ -31,7 +34,7 @@ func TestTotalPastInt64(t *testing.T) {
 	})
 	small := billing.Event{Space: "did:key:z6Mksmall", Customer: "did:mailto:example.com:small", Resource: "r", Bytes: 5,
 		ServedAt: time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC), Cause: "bafy-small"}
-	if _, _, err := l.Record(ctx, small); err != nil {
+	if _, _, err := l.Record(ctx, []billing.Event{small}, minute); err != nil {
 		t.Fatal(err)
 	}
 
@@ -43,22 +46,35 @@ func TestTotalPastInt64(t *testing.T) {
 		t.Fatalf("Usage of another customer = %+v, %v; want its 5 bytes", u, err)
 	}
 
-	ev := billing.Event{Space: "did:key:z6Mkbig", Customer: "did:mailto:example.com:big", Resource: "r", Bytes: 1,
-		ServedAt: time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC), Cause: "bafy-one-more"}
-	e, isNew, err := l.Record(ctx, ev)
-	if err != nil || !isNew || e.State != billing.Failed || !strings.HasPrefix(e.Reason, billing.ReasonTotalOverflow) || !strings.Contains(e.Reason, past) {
-		t.Fatalf("Record into the row past int64 = %+v, new %v, %v; want failed with the overflow reason", e, isNew, err)
+	at := time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
+	evs := []billing.Event{
+		{Space: "did:key:z6Mkbig", Customer: "did:mailto:example.com:big", Resource: "r", Bytes: 1, ServedAt: at, Cause: "bafy-one-more"},
+		{Space: "did:key:z6Mkfine", Customer: "did:mailto:example.com:big", Resource: "r", Bytes: 4, ServedAt: at, Cause: "bafy-fine"},
+		{Space: "did:key:z6Mkbig", Customer: "did:mailto:example.com:big", Resource: "r", Bytes: 2, ServedAt: at, Cause: "bafy-two-more"},
+	}
+	es, bs, err := l.Record(ctx, evs, minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []billing.Entry{es[0], es[2]} {
+		if e.State != billing.Failed || e.Batch != e.Cause || !strings.HasPrefix(e.Reason, billing.ReasonTotalOverflow) || !strings.Contains(e.Reason, past) {
+			t.Fatalf("Record into the row past int64 = %+v; want failed alone with the overflow reason", e)
+		}
+	}
+	if len(bs) != 1 || bs[0].ID != "bafy-fine" || bs[0].Bytes != 4 || es[1].State != billing.Pending {
+		t.Fatalf("batches %+v, entry %+v; want the other space's event pending in a batch of its own", bs, es[1])
 	}
 	row := getItem(t, client, tables.Monthly, "customer#did:mailto:example.com:big", "2025-03#did:key:z6Mkbig")
-	if row["bytes"] != past || row["eventCount"] != "3" {
-		t.Fatalf("monthly row after a refused event = %v; want bytes %s unchanged and eventCount 3", row, past)
+	if row["bytes"] != past || row["eventCount"] != "4" {
+		t.Fatalf("monthly row after two refused events = %v; want bytes %s unchanged and eventCount 4", row, past)
 	}
 }
 
-// TestRecordWriteCost checks the overflow guard costs nothing on the common
-// path: one TransactWriteItems per new event. Only a refused event takes a
-// second transaction.
-func TestRecordWriteCost(t *testing.T) {
+// TestRecordCalls checks what Record asks of DynamoDB: one read of the
+// entries and Storacha's rows together, one transaction per batch, the
+// rows in batches of 25. The overflow guard costs nothing on the common
+// path; only a batch a total refuses takes more.
+func TestRecordCalls(t *testing.T) {
 	ctx := context.Background()
 	client, tables := newTables(t)
 	calls := &callCounter{}
@@ -67,23 +83,53 @@ func TestRecordWriteCost(t *testing.T) {
 	})
 	l := newLedger(counted, tables)
 	at := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
-	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: math.MaxInt64 - 1, ServedAt: at, Cause: "c1"}
-	if _, isNew, err := l.Record(ctx, ev); err != nil || !isNew {
-		t.Fatalf("Record = new %v, %v", isNew, err)
+	event := func(cause string, bytes int64) billing.Event {
+		return billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: bytes, ServedAt: at, Cause: cause}
 	}
-	// A read of Storacha's events row (did w3infra record it?), the
-	// transaction, then that row. The first event of a customer and space
-	// in a month also registers them in the month (a third item).
-	if got := calls.take(); got != "GetItem TransactWriteItems/3 PutItem" {
-		t.Fatalf("a new event took calls %q, want GetItem TransactWriteItems/3 PutItem", got)
+	for _, tc := range []struct {
+		name string
+		evs  []billing.Event
+		want string
+	}{
+		// The entry, the batch, the monthly ADD, and the month item the
+		// first time this customer and space are counted in the month.
+		{"a new event", []billing.Event{event("c1", 1)}, "BatchGetItem TransactWriteItems/4 BatchWriteItem"},
+		{"the same again", []billing.Event{event("c1", 1)}, "BatchGetItem BatchWriteItem"},
+		// 50 events of one space: 50 entries, the batch, one monthly ADD.
+		{"a batch of 50", fifty(event), "BatchGetItem TransactWriteItems/52 BatchWriteItem BatchWriteItem"},
+		// 100 events: two lookups; a batch holds 97 of one space.
+		{"a batch of 100", hundred(event), "BatchGetItem BatchGetItem TransactWriteItems/99 TransactWriteItems/5 BatchWriteItem BatchWriteItem BatchWriteItem BatchWriteItem"},
+		{"near the total", []billing.Event{event("big", math.MaxInt64-400)}, "BatchGetItem TransactWriteItems/3 BatchWriteItem"},
+		// Past the total: the batch is cancelled, the totals read; the
+		// events the total takes are a batch, the other is tried alone,
+		// then refused.
+		{"past the total", []billing.Event{event("a", 100), event("b", 300), event("c", 100)},
+			"BatchGetItem TransactWriteItems/5 BatchGetItem TransactWriteItems/4 TransactWriteItems/3 TransactWriteItems/3 BatchWriteItem"},
+	} {
+		_, _, err := l.Record(ctx, tc.evs, minute)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := calls.take(); got != tc.want {
+			t.Errorf("%s took calls\n%q, want\n%q", tc.name, got, tc.want)
+		}
 	}
-	ev.Cause, ev.Bytes = "c2", 2
-	if e, isNew, err := l.Record(ctx, ev); err != nil || !isNew || e.State != billing.Failed {
-		t.Fatalf("Record past the total = %+v, new %v, %v; want failed", e, isNew, err)
+}
+
+func fifty(event func(string, int64) billing.Event) []billing.Event {
+	var evs []billing.Event
+	for i := range 50 {
+		evs = append(evs, event(fmt.Sprintf("f%02d", i), 1))
 	}
-	if got := calls.take(); got != "GetItem TransactWriteItems/2 TransactWriteItems/2" {
-		t.Fatalf("a refused event took calls %q, want GetItem, a transaction of 2 items, then the refusal's of 2", got)
+	return evs
+}
+
+func hundred(event func(string, int64) billing.Event) []billing.Event {
+	var evs []billing.Event
+	for i := range 100 {
+		evs = append(evs, event(fmt.Sprintf("h%03d", i), 1))
 	}
+	return evs
 }
 
 // callCounter notes each DynamoDB call as operation/transaction items.
@@ -112,4 +158,33 @@ func (c *callCounter) take() string {
 	s := strings.Join(c.calls, " ")
 	c.calls = nil
 	return s
+}
+
+// transactions counts the actions on each table in the transactions it
+// sees, by kind (Put, Update).
+type transactions struct {
+	mu      sync.Mutex
+	actions map[string]int
+}
+
+func (tx *transactions) register(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("countActions",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if p, ok := in.Parameters.(*awsdynamodb.TransactWriteItemsInput); ok {
+				tx.mu.Lock()
+				if tx.actions == nil {
+					tx.actions = map[string]int{}
+				}
+				for _, a := range p.TransactItems {
+					switch {
+					case a.Put != nil:
+						tx.actions["Put "+aws.ToString(a.Put.TableName)]++
+					case a.Update != nil:
+						tx.actions["Update "+aws.ToString(a.Update.TableName)]++
+					}
+				}
+				tx.mu.Unlock()
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.After)
 }
