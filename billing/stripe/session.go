@@ -32,6 +32,8 @@ type session struct {
 type sessions struct {
 	create func(context.Context) (*session, error)
 	now    func() time.Time
+	// timeout bounds one creation, which no caller's context does.
+	timeout time.Duration
 
 	mu      sync.Mutex
 	current *session
@@ -57,7 +59,8 @@ func (p *sessions) get(ctx context.Context) (*session, error) {
 		rn = &renewal{done: make(chan struct{})}
 		p.renewal = rn
 		// Detached from the caller, whose cancellation must not fail the
-		// others waiting; the HTTP client's timeout still bounds it.
+		// others waiting, and bounded on its own, or a creation that
+		// never ends would keep every caller waiting for good.
 		go p.renew(context.WithoutCancel(ctx), rn)
 	}
 	p.mu.Unlock()
@@ -70,6 +73,8 @@ func (p *sessions) get(ctx context.Context) (*session, error) {
 }
 
 func (p *sessions) renew(ctx context.Context, rn *renewal) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
 	s, err := p.create(ctx)
 	p.mu.Lock()
 	if err == nil {

@@ -183,7 +183,7 @@ func New(cfg Config) (*Reporter, error) {
 		apiHost:    apiHost,
 		streamHost: streamHost,
 	}
-	r.sessions = &sessions{create: r.newSession, now: func() time.Time { return r.now() }}
+	r.sessions = &sessions{create: r.newSession, now: func() time.Time { return r.now() }, timeout: cfg.Timeout}
 	return r, nil
 }
 

@@ -277,8 +277,10 @@ func TestV2StreamErrors(t *testing.T) {
 			sessions: 1, streams: 1,
 		},
 		{
-			name:     "secret key refused",
-			session:  func(int) (int, string) { return 401, `{"error":{"type":"invalid_request_error","message":"Invalid API Key provided"}}` },
+			name: "secret key refused",
+			session: func(int) (int, string) {
+				return 401, `{"error":{"type":"invalid_request_error","message":"Invalid API Key provided"}}`
+			},
 			retry:    []bool{false, false, false},
 			reason:   []string{"creating a meter event session", "Invalid API Key", "401"},
 			sessions: 1, streams: 0,
@@ -310,8 +312,10 @@ func TestV2StreamErrors(t *testing.T) {
 			sessions: 2, streams: 2,
 		},
 		{
-			name:     "rate limited",
-			stream:   func(int) (int, string) { return 429, `{"error":{"type":"rate_limit","code":"rate_limit","message":"slow down"}}` },
+			name: "rate limited",
+			stream: func(int) (int, string) {
+				return 429, `{"error":{"type":"rate_limit","code":"rate_limit","message":"slow down"}}`
+			},
 			retry:    []bool{true, true, true},
 			reason:   []string{"429", "slow down", "rate_limit"},
 			sessions: 1, streams: 1,
@@ -324,8 +328,10 @@ func TestV2StreamErrors(t *testing.T) {
 			sessions: 1, streams: 1,
 		},
 		{
-			name:     "request refused",
-			stream:   func(int) (int, string) { return 400, `{"error":{"type":"invalid_request_error","message":"bad request"}}` },
+			name: "request refused",
+			stream: func(int) (int, string) {
+				return 400, `{"error":{"type":"invalid_request_error","message":"bad request"}}`
+			},
 			retry:    []bool{false, false, false},
 			reason:   []string{"bad request", "bad request", "bad request"},
 			sessions: 1, streams: 1,
