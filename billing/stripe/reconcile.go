@@ -54,8 +54,7 @@ const (
 	reconcileTries = 6
 )
 
-// ReconcileConfig configures Reconcile. Ledger, Key and Customers are
-// required.
+// ReconcileConfig configures Reconcile. Ledger and Key are required.
 type ReconcileConfig struct {
 	Ledger billing.Ledger
 	// Key, URL, EventName, Rate and Timeout are as in Config.
@@ -241,10 +240,7 @@ func Reconcile(ctx context.Context, cfg ReconcileConfig) (ReconcileReport, error
 	if err != nil {
 		return ReconcileReport{}, fmt.Errorf("stripe: reconcile: %w", err)
 	}
-	r, err := newReconciler(cfg)
-	if err != nil {
-		return ReconcileReport{}, err
-	}
+	r := newReconciler(cfg)
 	rep := ReconcileReport{From: from, To: to, EventName: r.eventName, Fix: cfg.Fix,
 		Hours: []ReconcileHour{}, Actions: []ReconcileAction{}, Skipped: []SkippedCustomer{}}
 	if rep.Meter, err = r.findMeter(ctx); err != nil {
@@ -282,7 +278,7 @@ type reconciler struct {
 	now         time.Time
 }
 
-func newReconciler(cfg ReconcileConfig) (*reconciler, error) {
+func newReconciler(cfg ReconcileConfig) *reconciler {
 	if cfg.EventName == "" {
 		cfg.EventName = DefaultEventName
 	}
@@ -333,7 +329,7 @@ func newReconciler(cfg ReconcileConfig) (*reconciler, error) {
 		fix:         cfg.Fix,
 		settle:      cfg.Settle,
 		now:         now().UTC(),
-	}, nil
+	}
 }
 
 // limitedTransport keeps every call, list pages included, to a rate, so a
