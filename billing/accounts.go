@@ -5,19 +5,20 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/egressd/egressd/customers"
 )
 
-// Accounts finds a customer's payment account; customers.Store is one.
-// Account returns "" when the customer has none and customers.ErrNotFound
-// when the customer is unknown.
+// ErrUnknownCustomer is what Accounts answers for a customer it does not know.
+var ErrUnknownCustomer = errors.New("billing: unknown customer")
+
+// Accounts finds a customer's account at the sink. Account returns "" when
+// the customer has none, and an error matching ErrUnknownCustomer when the
+// customer is unknown.
 type Accounts interface {
 	Account(ctx context.Context, customer string) (string, error)
 }
 
 // accountCache remembers answers from Accounts for a short TTL, so a busy
-// customer costs one lookup every TTL instead of one per event (the JS
+// customer costs one lookup every TTL instead of one per batch (the JS
 // original retrieved the Stripe customer before every meter event), while a
 // `customer set` is still seen within the TTL.
 type accountCache struct {
@@ -43,7 +44,7 @@ func newAccountCache(src Accounts, ttl time.Duration, now func() time.Time) *acc
 }
 
 // Account returns the cached answer, or asks the source. Errors other than
-// customers.ErrNotFound are not cached.
+// ErrUnknownCustomer are not cached.
 func (c *accountCache) Account(ctx context.Context, customer string) (string, error) {
 	now := c.now()
 	c.mu.Lock()
@@ -51,13 +52,13 @@ func (c *accountCache) Account(ctx context.Context, customer string) (string, er
 	c.mu.Unlock()
 	if ok && now.Before(hit.expires) {
 		if hit.notFound {
-			return "", customers.ErrNotFound
+			return "", ErrUnknownCustomer
 		}
 		return hit.account, nil
 	}
 
 	account, err := c.src.Account(ctx, customer)
-	notFound := errors.Is(err, customers.ErrNotFound)
+	notFound := errors.Is(err, ErrUnknownCustomer)
 	if err != nil && !notFound {
 		return "", err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/customers"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
 	"github.com/egressd/egressd/embedded"
 )
@@ -31,6 +33,9 @@ type harness struct {
 	fake      *stripetest.Fake
 	// expected holds every distinct event enqueued, by cause.
 	expected map[string]billing.Event
+	// spread, when set, puts each event enqueued this much earlier than the
+	// one before, so that events fall in different windows (batches).
+	spread time.Duration
 }
 
 func newHarness(t testing.TB, visibility time.Duration) *harness {
@@ -72,7 +77,7 @@ func (h *harness) enqueue(t testing.TB, customer string, n int) []billing.Event 
 			Customer: customer,
 			Resource: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
 			Bytes:    int64(1000 + len(h.expected)*7),
-			ServedAt: time.Now().Add(-time.Minute).Truncate(time.Millisecond),
+			ServedAt: time.Now().Add(-time.Minute - time.Duration(i)*h.spread).Truncate(time.Millisecond),
 			Cause:    randomCause(),
 		}
 		h.expected[events[i].Cause] = events[i]
@@ -95,24 +100,41 @@ func randomCause() string {
 	return "bafyrei" + hex.EncodeToString(b)
 }
 
-// reporter is a Stripe reporter pointed at the fake.
-func (h *harness) reporter(t testing.TB, rate float64) *stripe.Reporter {
+// sink is a Stripe v1 sink pointed at the fake.
+func (h *harness) sink(t testing.TB, rate float64) *stripe.Reporter {
+	return h.sinkAPI(t, "v1", rate)
+}
+
+// sinkAPI is a Stripe sink on api ("v1" or "v2") pointed at the fake.
+func (h *harness) sinkAPI(t testing.TB, api string, rate float64) *stripe.Reporter {
 	t.Helper()
-	r, err := stripe.New(stripe.Config{Key: stripetest.Key, URL: h.fake.URL, EventName: "egress", Rate: rate, Timeout: 500 * time.Millisecond})
+	r, err := stripe.New(stripe.Config{Key: stripetest.Key, URL: h.fake.URL, API: api, EventName: "egress", Rate: rate, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
+// accounts answers the worker's account lookups from the embedded customer
+// store, as cmd/egressd does.
+type accounts struct{ store *customersqlite.Store }
+
+func (a accounts) Account(ctx context.Context, customer string) (string, error) {
+	account, err := a.store.Account(ctx, customer)
+	if errors.Is(err, customers.ErrNotFound) {
+		return "", billing.ErrUnknownCustomer
+	}
+	return account, err
+}
+
 // config is a worker configuration with short waits, for tests.
-func (h *harness) config(reporter billing.Reporter) billing.WorkerConfig {
+func (h *harness) config(sink billing.Sink) billing.WorkerConfig {
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelInfo
 	}
 	return billing.WorkerConfig{
-		Queue: h.queue, Ledger: h.ledger, Accounts: h.customers, Reporter: reporter,
+		Queue: h.queue, Ledger: h.ledger, Accounts: accounts{h.customers}, Sink: sink,
 		Concurrency: 4, Batch: 10, Wait: 50 * time.Millisecond, Lease: 3 * time.Second,
 		MaxTries: 25, BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond,
 		DrainTimeout: 5 * time.Second,
@@ -188,26 +210,61 @@ func (h *harness) entries(t testing.TB, customer string) map[string]billing.Entr
 	return out
 }
 
-// checkExactlyOnce checks Stripe holds every expected event exactly once,
-// with the right customer and value, and that the monthly totals count each
-// event exactly once.
+// checkExactlyOnce checks that every expected event is reported in the
+// ledger, in exactly one batch, and that Stripe holds each batch exactly once
+// under its identifier, with the right customer, the batch's total as value
+// and a timestamp in the batch's window; and that the monthly totals count
+// each event exactly once.
 func (h *harness) checkExactlyOnce(t testing.TB, accounts map[string]string) {
 	t.Helper()
-	got := h.fake.Events()
-	if len(got) != len(h.expected) {
-		t.Errorf("Stripe has %d meter events, want %d", len(got), len(h.expected))
+	type batch struct {
+		customer string
+		bytes    int64
+		latest   time.Time
+	}
+	batches := make(map[string]*batch)
+	all, err := h.ledger.Entries(context.Background(), billing.EntryFilter{Limit: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := make(map[string]billing.Entry, len(all))
+	for _, e := range all {
+		entries[e.Cause] = e
 	}
 	var wantBytes, gotBytes int64
 	for cause, ev := range h.expected {
 		wantBytes += ev.Bytes
-		me, ok := got[cause]
+		e, ok := entries[cause]
+		if !ok || e.State != billing.Reported || e.Batch == "" {
+			t.Errorf("event %s: entry %+v, want reported in a batch", cause, e)
+			continue
+		}
+		b := batches[e.Batch]
+		if b == nil {
+			b = &batch{customer: ev.Customer}
+			batches[e.Batch] = b
+		}
+		if b.customer != ev.Customer {
+			t.Errorf("batch %s mixes customers %s and %s", e.Batch, b.customer, ev.Customer)
+		}
+		b.bytes += ev.Bytes
+		if ev.ServedAt.After(b.latest) {
+			b.latest = ev.ServedAt
+		}
+	}
+	got := h.fake.Events()
+	if len(got) != len(batches) {
+		t.Errorf("Stripe has %d meter events, the ledger %d batches", len(got), len(batches))
+	}
+	for id, b := range batches {
+		me, ok := got[id]
 		if !ok {
-			t.Errorf("event %s never reached Stripe", cause)
+			t.Errorf("batch %s never reached Stripe", id)
 			continue
 		}
 		gotBytes += me.Value
-		if me.Value != ev.Bytes || "stripe:"+me.Customer != accounts[ev.Customer] || me.Timestamp != ev.ServedAt.Unix() {
-			t.Errorf("meter event %+v does not match event %+v", me, ev)
+		if me.Value != b.bytes || "stripe:"+me.Customer != accounts[b.customer] || me.Timestamp != b.latest.Unix() {
+			t.Errorf("meter event %+v does not match batch %s %+v", me, id, *b)
 		}
 	}
 	if gotBytes != wantBytes {
@@ -235,6 +292,20 @@ func (h *harness) checkExactlyOnce(t testing.TB, accounts map[string]string) {
 	}
 }
 
+// batches is how many distinct batches the ledger holds.
+func (h *harness) batches(t testing.TB) int {
+	t.Helper()
+	all, err := h.ledger.Entries(context.Background(), billing.EntryFilter{Limit: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make(map[string]bool)
+	for _, e := range all {
+		ids[e.Batch] = true
+	}
+	return len(ids)
+}
+
 // metric reads a counter of the worker's registry.
 func metric(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
@@ -257,35 +328,39 @@ func metric(t testing.TB, reg *prometheus.Registry, name, label, value string) f
 	return 0
 }
 
-// watchedReporter counts the calls the worker has open per customer, to
-// check the worker's own guarantee independently of what the network does
-// to a call that timed out.
-type watchedReporter struct {
-	billing.Reporter
+// watchedSink counts the calls the worker has open per customer, to check
+// the worker's own guarantee independently of what the network does to a
+// call that timed out.
+type watchedSink struct {
+	billing.Sink
 	mu          sync.Mutex
 	open        map[string]int
 	maxCustomer int
 }
 
-func watch(r billing.Reporter) *watchedReporter {
-	return &watchedReporter{Reporter: r, open: make(map[string]int)}
+func watch(s billing.Sink) *watchedSink {
+	return &watchedSink{Sink: s, open: make(map[string]int)}
 }
 
-func (r *watchedReporter) Report(ctx context.Context, account string, ev billing.Event) error {
-	r.mu.Lock()
-	r.open[account]++
-	r.maxCustomer = max(r.maxCustomer, r.open[account])
-	r.mu.Unlock()
+func (s *watchedSink) Report(ctx context.Context, charges []billing.Charge) []error {
+	s.mu.Lock()
+	for _, c := range charges {
+		s.open[c.Account]++
+		s.maxCustomer = max(s.maxCustomer, s.open[c.Account])
+	}
+	s.mu.Unlock()
 	defer func() {
-		r.mu.Lock()
-		r.open[account]--
-		r.mu.Unlock()
+		s.mu.Lock()
+		for _, c := range charges {
+			s.open[c.Account]--
+		}
+		s.mu.Unlock()
 	}()
-	return r.Reporter.Report(ctx, account, ev)
+	return s.Sink.Report(ctx, charges)
 }
 
-func (r *watchedReporter) maxPerCustomer() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.maxCustomer
+func (s *watchedSink) maxPerCustomer() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxCustomer
 }

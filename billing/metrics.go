@@ -11,7 +11,7 @@ import (
 // workerMetrics are the worker's Prometheus series.
 type workerMetrics struct {
 	events      *prometheus.CounterVec
-	stripeCalls *prometheus.CounterVec
+	sinkCharges *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	lag         prometheus.Histogram
 	leased      prometheus.Gauge
@@ -23,17 +23,17 @@ func newWorkerMetrics(reg *prometheus.Registry, queue Queue) (*workerMetrics, er
 			Name: "egressd_billing_events_total",
 			Help: "Egress events settled by the worker, by resulting ledger state (reported, unbillable, failed), or duplicate (acknowledged without a second count or call), or invalid (left for the dead-letter queue).",
 		}, []string{"state"}),
-		stripeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "egressd_stripe_calls_total",
-			Help: "Meter-event calls to Stripe, by outcome: ok, retryable (429, 5xx, network), rejected (4xx), canceled.",
-		}, []string{"outcome"}),
+		sinkCharges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_billing_sink_charges_total",
+			Help: "Charges (batches) sent to the billing sink, by sink and outcome: ok, retryable (429, 5xx, network), refused (4xx), canceled. A v2 stream request carries up to 100.",
+		}, []string{"sink", "outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "egressd_billing_errors_total",
 			Help: "Failures of the worker's own stores (the message is left on the queue to be redelivered), by operation.",
 		}, []string{"op"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "egressd_billing_lag_seconds",
-			Help:    "Time from servedAt to the event being settled in the ledger (queue lag plus Stripe time).",
+			Help:    "Time from servedAt to the event being settled in the ledger (queue lag, the aggregation window and the sink's time).",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
 		}),
 		leased: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -41,7 +41,7 @@ func newWorkerMetrics(reg *prometheus.Registry, queue Queue) (*workerMetrics, er
 			Help: "Queue messages this worker holds leased (received, not yet acknowledged).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.stripeCalls, m.errors, m.lag, m.leased} {
+	for _, c := range []prometheus.Collector{m.events, m.sinkCharges, m.errors, m.lag, m.leased} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering worker metrics (one worker per registry): %w", err)
 		}

@@ -19,7 +19,7 @@ import (
 func TestOversizedEventsAreKeptNotBilled(t *testing.T) {
 	h := newHarness(t, 2*time.Second)
 	alice := h.customer(t, "alice", "stripe:cus_alice")
-	w := newWorker(t, h.config(h.reporter(t, 1000)))
+	w := newWorker(t, h.config(h.sink(t, 1000)))
 
 	sized := func(bytes int64) billing.Event {
 		return billing.Event{

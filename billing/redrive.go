@@ -12,7 +12,7 @@ import (
 type RedriveFilter struct {
 	// States to redrive; empty is unbillable and failed. Pending is allowed,
 	// for entries whose queue message was lost to the dead-letter table,
-	// and rejected, once the customer or meter Stripe missed exists.
+	// and rejected, once the customer or meter the sink missed exists.
 	States []State
 	// Customer narrows the redrive to one customer; empty is all.
 	Customer string
@@ -20,18 +20,19 @@ type RedriveFilter struct {
 
 // RedriveResult counts what a redrive did.
 type RedriveResult struct {
-	// Settled counts redriven entries by the state they ended in.
+	// Settled counts redriven entries (events) by the state they ended in.
 	Settled map[State]int
 	// Errors counts entries left as they were because a store failed.
 	Errors int
 }
 
-// Redrive settles the selected entries again, like new events, once their
-// cause is fixed (a Stripe account set, a key configured, Stripe back up, a
-// customer Stripe did not know created). The Stripe identifier is the same
-// as before, so an event Stripe already has is not counted twice; only a
-// rejected entry goes under a new one (see redriveOne). Monthly totals do
-// not change: they counted the event when it was first recorded.
+// Redrive settles the batches of the selected entries again, like new ones,
+// once their cause is fixed (a billing account set, a sink configured, the
+// sink back up, a customer the sink did not know created). A batch goes with
+// the same identifier and value as before, so a batch the sink already has
+// is not counted twice; only a rejected batch goes under a new one (the
+// sink keeps a rejected identifier taken). Monthly totals do not change:
+// they counted the events when they were first recorded.
 func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, error) {
 	res := RedriveResult{Settled: make(map[State]int)}
 	states := f.States
@@ -43,16 +44,17 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 	}
 
 	var mu sync.Mutex
-	tally := func(state State, err error) {
+	tally := func(state State, events int, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
-			res.Errors++
+			res.Errors += events
 			return
 		}
-		res.Settled[state]++
+		res.Settled[state] += events
 	}
 
+	seen := make(map[string]bool) // batches already redriven
 	after := ""
 	for {
 		// Paging by cause moves strictly forward, so entries that stay
@@ -66,19 +68,35 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 		}
 		after = page[len(page)-1].Cause
 
+		byLane := make(map[string][]Batch)
+		for _, e := range page {
+			if seen[e.Batch] {
+				continue
+			}
+			seen[e.Batch] = true
+			b, err := w.cfg.Ledger.Batch(ctx, e.Batch)
+			if err != nil {
+				w.log.Error("redrive: batch left as it was", "batch", e.Batch, "err", err)
+				tally("", 1, err)
+				continue
+			}
+			if !slices.Contains(states, b.State) {
+				continue // settled since the page was read
+			}
+			lane := w.lane(b.Customer)
+			byLane[lane] = append(byLane[lane], b)
+		}
 		var wg sync.WaitGroup
-		for _, group := range groupEntriesByCustomer(page) {
+		for lane, batches := range byLane {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := w.serially(ctx, group[0].Customer, func(ctx context.Context) {
-					for _, e := range group {
-						tally(w.redriveOne(ctx, e))
-					}
+				err := w.serially(ctx, lane, w.limits.OneCallPerCustomer, func(ctx context.Context) {
+					w.redriveBatches(ctx, batches, tally)
 				})
 				if err != nil {
-					for range group {
-						tally("", err)
+					for _, b := range batches {
+						tally("", b.Events, err)
 					}
 				}
 			}()
@@ -90,44 +108,34 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 	}
 }
 
-// redriveOne settles one entry again and records the outcome.
-func (w *Worker) redriveOne(ctx context.Context, e Entry) (State, error) {
-	ev := e.Event
-	if e.State == Rejected {
-		// Stripe holds the rejected identifier for 24 hours and would
-		// refuse it as a duplicate, so the event goes under the next
-		// resend's identifier. The ledger stores that resend with the
-		// outcome; a redrive stopped before storing it sends the same
-		// resend again next time, which Stripe then dedupes.
-		ev.Resend++
-	}
-	state, reason, err := w.settle(ctx, ev)
-	if err == nil {
-		err = w.cfg.Ledger.Mark(ctx, ev, state, reason)
-	}
-	if err != nil {
-		if ctx.Err() == nil {
-			w.log.Error("redrive: entry left as it was", "cause", e.Cause, "err", err)
+// redriveBatches sends batches again and stores their outcomes.
+func (w *Worker) redriveBatches(ctx context.Context, batches []Batch, tally func(State, int, error)) {
+	from := make(map[string]State, len(batches))
+	for i := range batches {
+		from[batches[i].ID] = batches[i].State
+		if batches[i].State == Rejected {
+			// The sink holds the rejected identifier and would refuse it
+			// as a duplicate, so the batch goes under the next resend's
+			// identifier. The ledger stores that resend with the outcome;
+			// a redrive stopped before storing it sends the same resend
+			// again next time, which the sink then dedupes.
+			batches[i].Resend++
 		}
-		return "", err
 	}
-	w.metrics.events.WithLabelValues(string(state)).Inc()
-	w.log.Info("redriven", "cause", e.Cause, "customer", e.Customer, "from", e.State, "to", state, "reason", reason)
-	return state, nil
-}
-
-// groupEntriesByCustomer splits entries by customer, keeping their order.
-func groupEntriesByCustomer(entries []Entry) [][]Entry {
-	index := make(map[string]int)
-	var groups [][]Entry
-	for _, e := range entries {
-		i, ok := index[e.Customer]
-		if !ok {
-			i = len(groups)
-			index[e.Customer] = i
-			groups = append(groups, nil)
+	for _, o := range w.bill(ctx, batches) {
+		err := o.err
+		if err == nil {
+			err = w.cfg.Ledger.Settle(ctx, o.Settlement)
 		}
-		groups[i] = append(groups[i], e)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Error("redrive: batch left as it was", "batch", o.Batch.ID, "err", err)
+			}
+			tally("", o.Batch.Events, err)
+			continue
+		}
+		w.metrics.events.WithLabelValues(string(o.State)).Add(float64(o.Batch.Events))
+		w.log.Info("redriven", "batch", o.Batch.ID, "customer", o.Batch.Customer, "events", o.Batch.Events, "from", from[o.Batch.ID], "to", o.State, "reason", o.Reason)
+		tally(o.State, o.Batch.Events, nil)
 	}
-	return groups
 }

@@ -7,58 +7,119 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/egressd/egressd/customers"
 )
 
-// settle decides an event's ledger state: it finds the customer's account
-// and reports the event, retrying with backoff up to MaxTries. The error is
-// only for a failed account lookup or a cancelled ctx; then nothing was
-// decided and the event must be settled again later.
-func (w *Worker) settle(ctx context.Context, ev Event) (State, string, error) {
-	account, err := w.accounts.Account(ctx, ev.Customer)
-	if errors.Is(err, customers.ErrNotFound) {
-		return Unbillable, fmt.Sprintf("customer %s is unknown", ev.Customer), nil
+// outcomeOf is a batch's settlement, or err when nothing was decided (an
+// account lookup failed or ctx ended) and the batch must be settled later.
+type outcomeOf struct {
+	Settlement
+	err error
+}
+
+// bill decides the ledger state of each batch: it finds each customer's
+// account and sends the billable batches to the sink, at most MaxCharges per
+// call, retrying with backoff up to MaxTries. The result has one outcome per
+// batch, in order.
+func (w *Worker) bill(ctx context.Context, batches []Batch) []outcomeOf {
+	out := make([]outcomeOf, len(batches))
+	var charges []Charge
+	var index []int // charges[k] is batches[index[k]]
+	for i, b := range batches {
+		out[i].Batch = b
+		account, err := w.accounts.Account(ctx, b.Customer)
+		switch {
+		case errors.Is(err, ErrUnknownCustomer):
+			out[i].State, out[i].Reason = Unbillable, fmt.Sprintf("customer %s is unknown", b.Customer)
+		case err != nil:
+			out[i].err = fmt.Errorf("finding the account of %s: %w", b.Customer, err)
+		case account == "":
+			out[i].State, out[i].Reason = Unbillable, ReasonNoAccount
+		case w.cfg.Sink == nil:
+			out[i].State, out[i].Reason = Unbillable, ReasonNoSink
+		default:
+			charges = append(charges, Charge{Account: account, Batch: b})
+			index = append(index, i)
+		}
 	}
-	if err != nil {
-		return "", "", fmt.Errorf("finding the account of %s: %w", ev.Customer, err)
+	for start := 0; start < len(charges); start += w.limits.MaxCharges {
+		end := min(start+w.limits.MaxCharges, len(charges))
+		for k, o := range w.charge(ctx, charges[start:end]) {
+			o.Batch = out[index[start+k]].Batch
+			out[index[start+k]] = o
+		}
 	}
-	if account == "" {
-		return Unbillable, ReasonNoAccount, nil
+	return out
+}
+
+// charge sends charges to the sink until each is accepted, refused for good,
+// or has been tried MaxTries times.
+func (w *Worker) charge(ctx context.Context, charges []Charge) []outcomeOf {
+	out := make([]outcomeOf, len(charges))
+	reasons := make([]string, len(charges))
+	todo := make([]int, len(charges))
+	for i := range todo {
+		todo[i] = i
 	}
-	if w.cfg.Reporter == nil {
-		return Unbillable, ReasonNoKey, nil
-	}
+	sink := w.cfg.Sink.Name()
 	for try := 1; ; try++ {
-		err := w.cfg.Reporter.Report(ctx, account, ev)
-		if err == nil {
-			w.metrics.stripeCalls.WithLabelValues("ok").Inc()
-			return Reported, "", nil
+		send := make([]Charge, len(todo))
+		for k, i := range todo {
+			send[k] = charges[i]
 		}
-		if ctx.Err() != nil {
-			w.metrics.stripeCalls.WithLabelValues("canceled").Inc()
-			return "", "", ctx.Err()
+		errs := w.cfg.Sink.Report(ctx, send)
+		var again []int
+		var asked time.Duration
+		for k, i := range todo {
+			var err error
+			if k < len(errs) {
+				err = errs[k]
+			} else {
+				err = errors.New("the sink gave no answer for this charge")
+			}
+			switch {
+			case err == nil:
+				w.metrics.sinkCharges.WithLabelValues(sink, "ok").Inc()
+				out[i].State = Reported
+			case ctx.Err() != nil:
+				w.metrics.sinkCharges.WithLabelValues(sink, "canceled").Inc()
+				out[i].err = ctx.Err()
+			default:
+				retry, after, reason := classify(err)
+				if !retry {
+					w.metrics.sinkCharges.WithLabelValues(sink, "refused").Inc()
+					out[i].State, out[i].Reason = Unbillable, reason
+					continue
+				}
+				w.metrics.sinkCharges.WithLabelValues(sink, "retryable").Inc()
+				reasons[i] = reason
+				asked = max(asked, after)
+				again = append(again, i)
+			}
 		}
-		retry, after, reason := classify(err)
-		if !retry {
-			w.metrics.stripeCalls.WithLabelValues("rejected").Inc()
-			return Unbillable, reason, nil
+		if len(again) == 0 {
+			return out
 		}
-		w.metrics.stripeCalls.WithLabelValues("retryable").Inc()
 		if try >= w.cfg.MaxTries {
-			return Failed, fmt.Sprintf("gave up after %d tries: %s", try, reason), nil
+			for _, i := range again {
+				out[i].State, out[i].Reason = Failed, fmt.Sprintf("gave up after %d tries: %s", try, reasons[i])
+			}
+			return out
 		}
-		delay := w.backoff(try, after)
-		w.log.Info("stripe call failed, retrying", "cause", ev.Cause, "try", try, "in", delay, "reason", reason)
+		delay := w.backoff(try, asked)
+		w.log.Info("sink call failed, retrying", "sink", sink, "charges", len(again), "first", charges[again[0]].Batch.ID, "try", try, "in", delay, "reason", reasons[again[0]])
 		if err := sleep(ctx, delay); err != nil {
-			return "", "", err
+			for _, i := range again {
+				out[i].err = err
+			}
+			return out
 		}
+		todo = again
 	}
 }
 
 // backoff is the wait before try+1: exponential from BackoffBase, capped at
 // BackoffMax, with jitter so that workers hit by the same outage do not
-// retry in lockstep. A wait asked for by the provider is honoured.
+// retry in lockstep. A wait asked for by the sink is honoured.
 func (w *Worker) backoff(try int, asked time.Duration) time.Duration {
 	d := w.cfg.BackoffBase << min(try-1, 30)
 	if d <= 0 || d > w.cfg.BackoffMax {
@@ -81,12 +142,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// serially runs fn holding customer's lock, one of the Concurrency slots,
-// and the customer's lock shared with other workers when there is one:
-// Stripe allows one meter-event call per customer at a time, and keeping
-// them apart here avoids the 429s it would answer otherwise.
-func (w *Worker) serially(ctx context.Context, customer string, fn func(ctx context.Context)) error {
-	unlock, err := w.locks.lock(ctx, customer)
+// serially runs fn holding lane's lock and one of the Concurrency slots, and,
+// when shared (the lane is a customer whose sink allows one call at a time)
+// and there is one, the customer's lock shared with other workers: the sink
+// would answer a second call in flight with a 429.
+func (w *Worker) serially(ctx context.Context, lane string, shared bool, fn func(ctx context.Context)) error {
+	unlock, err := w.locks.lock(ctx, lane)
 	if err != nil {
 		return err
 	}
@@ -97,11 +158,11 @@ func (w *Worker) serially(ctx context.Context, customer string, fn func(ctx cont
 		return ctx.Err()
 	}
 	defer func() { <-w.active }()
-	if w.cfg.CustomerLock != nil {
-		held, unlockShared, err := w.cfg.CustomerLock.Lock(ctx, customer)
+	if shared && w.cfg.CustomerLock != nil {
+		held, unlockShared, err := w.cfg.CustomerLock.Lock(ctx, lane)
 		if err != nil {
 			w.metrics.errors.WithLabelValues("customer_lock").Inc()
-			w.log.Error("locking a customer across workers; its events go back on the queue", "customer", customer, "err", err)
+			w.log.Error("locking a customer across workers; its events go back on the queue", "customer", lane, "err", err)
 			return err
 		}
 		defer unlockShared()
@@ -111,8 +172,8 @@ func (w *Worker) serially(ctx context.Context, customer string, fn func(ctx cont
 	return nil
 }
 
-// customerLocks is a mutex per customer, kept only while someone holds or
-// waits for it.
+// customerLocks is a mutex per lane, kept only while someone holds or waits
+// for it.
 type customerLocks struct {
 	mu sync.Mutex
 	m  map[string]*customerLock
@@ -123,12 +184,12 @@ type customerLock struct {
 	refs int           // holders and waiters
 }
 
-func (l *customerLocks) lock(ctx context.Context, customer string) (unlock func(), err error) {
+func (l *customerLocks) lock(ctx context.Context, lane string) (unlock func(), err error) {
 	l.mu.Lock()
-	cl, ok := l.m[customer]
+	cl, ok := l.m[lane]
 	if !ok {
 		cl = &customerLock{ch: make(chan struct{}, 1)}
-		l.m[customer] = cl
+		l.m[lane] = cl
 	}
 	cl.refs++
 	l.mu.Unlock()
@@ -137,7 +198,7 @@ func (l *customerLocks) lock(ctx context.Context, customer string) (unlock func(
 		l.mu.Lock()
 		cl.refs--
 		if cl.refs == 0 {
-			delete(l.m, customer)
+			delete(l.m, lane)
 		}
 		l.mu.Unlock()
 	}

@@ -3,7 +3,11 @@ package billing
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +25,9 @@ const (
 	DefaultBackoffMax   = 30 * time.Second
 	DefaultAccountTTL   = 30 * time.Second
 	DefaultDrainTimeout = 10 * time.Second
+	DefaultWindow       = time.Minute
+	DefaultRound        = 1000
+	DefaultMinLeased    = 1000
 )
 
 // WorkerConfig is what a Worker needs. Queue, Ledger and Accounts are
@@ -30,22 +37,34 @@ type WorkerConfig struct {
 	Ledger   Ledger
 	Accounts Accounts
 	// CustomerLock, when set, keeps workers on other machines from calling
-	// Stripe for a customer at the same time as this one (within one
-	// worker, customers are always handled one call at a time). Nil when
-	// one worker process bills alone, as on the embedded backend.
+	// the sink for a customer at the same time as this one, for a sink that
+	// allows one call per customer at a time (within one worker such
+	// customers are always handled one call at a time). Nil when one
+	// worker process bills alone, as on the embedded backend.
 	CustomerLock CustomerLock
-	// Reporter sends events to Stripe. Nil means no Stripe key is
-	// configured: events are ledgered and counted, and marked unbillable
-	// with ReasonNoKey until a redrive with a key.
-	Reporter Reporter
+	// Sink is where batches are billed. Nil means none is configured:
+	// events are ledgered and counted, and marked unbillable with
+	// ReasonNoSink until a redrive with one.
+	Sink Sink
 
-	// Concurrency is how many customers are reported at once; each
-	// customer's events always go one at a time.
+	// Window is the UTC window a customer's events are summed over into one
+	// charge, for a sink that aggregates (see CheckWindow).
+	Window time.Duration
+	// MaxBatchEvents caps the events of one batch; zero leaves it to the
+	// ledger's own limit.
+	MaxBatchEvents int
+	// Concurrency is how many customers (or, for a sink without a
+	// per-customer rule, lanes of customers) are billed at once.
 	Concurrency int
 	// Batch is the most messages taken per receive.
 	Batch int
-	// MaxLeased bounds the messages held at once (default 4 × Concurrency ×
-	// Batch), so a slow customer cannot make the worker hoard the queue.
+	// Round is the most messages one lane settles together: one ledger
+	// transaction, its charges, one settling transaction.
+	Round int
+	// MaxLeased bounds the messages held at once (default the larger of
+	// 4 × Concurrency × Batch and DefaultMinLeased), so a slow customer
+	// cannot make the worker hoard the queue, while a hot customer's events
+	// pile up enough to fill a batch while its previous charge is in flight.
 	MaxLeased int
 	// Wait is how long one receive waits for messages.
 	Wait time.Duration
@@ -53,7 +72,7 @@ type WorkerConfig struct {
 	// is extended every Lease/3, so it must not exceed the queue's own
 	// visibility timeout by much.
 	Lease time.Duration
-	// MaxTries bounds the Stripe calls for one event before it is marked
+	// MaxTries bounds the sink calls for one batch before it is marked
 	// failed (the dead-letter state).
 	MaxTries int
 	// BackoffBase and BackoffMax shape the jittered exponential backoff
@@ -75,24 +94,34 @@ type WorkerConfig struct {
 // CustomerLock is a lock per customer shared by every worker.
 type CustomerLock interface {
 	// Lock waits until the caller holds customer's lock, or ctx ends. The
-	// returned context ends when the lock is lost: the Stripe calls for the
+	// returned context ends when the lock is lost: the sink calls for the
 	// customer run under it, so they stop rather than overlap another's.
 	Lock(ctx context.Context, customer string) (held context.Context, unlock func(), err error)
 }
 
-// Worker takes events off the queue and settles each in the ledger and with
-// Stripe exactly once.
+// Worker takes events off the queue, gathers them into batches, and settles
+// each batch in the ledger and with the sink exactly once.
+//
+// Messages go into a mailbox per lane: per customer when the sink allows one
+// call per customer at a time (Stripe v1), else per hash of the customer
+// into Concurrency lanes. One goroutine per busy lane takes everything in
+// its mailbox as a round (up to Round messages) and settles it, so while a
+// hot customer's charge is in flight, its next events pile up and go out
+// together as the next batch.
 type Worker struct {
 	cfg      WorkerConfig
 	log      *slog.Logger
 	metrics  *workerMetrics
 	accounts *accountCache
 	locks    customerLocks
-	// active bounds the customers being worked on at once.
+	limits   SinkLimits
+	rule     BatchRule
+	// active bounds the lanes being worked on at once.
 	active chan struct{}
 
-	mu     sync.Mutex
-	leased map[string]Message // by Message.ID, for lease extension
+	mu        sync.Mutex
+	leased    map[string]Message // by Message.ID, for lease extension
+	mailboxes map[string]*mailbox
 	// extending is held while leases are being extended.
 	extending sync.Mutex
 }
@@ -104,7 +133,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	setDefault(&cfg.Concurrency, DefaultConcurrency)
 	setDefault(&cfg.Batch, DefaultBatch)
-	setDefault(&cfg.MaxLeased, 4*cfg.Concurrency*cfg.Batch)
+	setDefault(&cfg.Round, DefaultRound)
+	setDefault(&cfg.Window, DefaultWindow)
+	setDefault(&cfg.MaxLeased, max(4*cfg.Concurrency*cfg.Batch, DefaultMinLeased))
 	setDefault(&cfg.Wait, DefaultWait)
 	setDefault(&cfg.Lease, DefaultLease)
 	setDefault(&cfg.MaxTries, DefaultMaxTries)
@@ -114,6 +145,18 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	setDefault(&cfg.DrainTimeout, DefaultDrainTimeout)
 	if cfg.MaxLeased < cfg.Batch {
 		cfg.MaxLeased = cfg.Batch
+	}
+	if err := CheckWindow(cfg.Window); err != nil {
+		return nil, fmt.Errorf("billing: %w", err)
+	}
+	limits := SinkLimits{MaxCharges: 1, Aggregate: true}
+	if cfg.Sink != nil {
+		limits = cfg.Sink.Limits()
+		limits.MaxCharges = max(1, limits.MaxCharges)
+	}
+	rule := BatchRule{MaxBytes: limits.MaxValue, MaxEvents: cfg.MaxBatchEvents}
+	if limits.Aggregate {
+		rule.Window = cfg.Window
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -129,13 +172,16 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	return &Worker{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		metrics:  metrics,
-		accounts: newAccountCache(cfg.Accounts, cfg.AccountTTL, cfg.Now),
-		locks:    customerLocks{m: make(map[string]*customerLock)},
-		active:   make(chan struct{}, cfg.Concurrency),
-		leased:   make(map[string]Message),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		metrics:   metrics,
+		accounts:  newAccountCache(cfg.Accounts, cfg.AccountTTL, cfg.Now),
+		locks:     customerLocks{m: make(map[string]*customerLock)},
+		limits:    limits,
+		rule:      rule,
+		active:    make(chan struct{}, cfg.Concurrency),
+		leased:    make(map[string]Message),
+		mailboxes: make(map[string]*mailbox),
 	}, nil
 }
 
@@ -179,13 +225,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		receiveFailures = 0
-		for _, group := range groupByCustomer(msgs) {
-			w.track(group...)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				w.settleMessages(ctx, work, group, slots, acks)
-			}()
+		w.track(msgs...)
+		for _, msg := range msgs {
+			w.post(ctx, work, msg, slots, acks, &wg)
 		}
 	}
 
@@ -202,34 +244,99 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// settleMessages settles one customer's messages in order, holding the
-// customer's lock, and acknowledges each one that is settled. Once stop
-// ends, messages not yet started go back to the queue; the one in progress
-// finishes unless ctx ends too.
-func (w *Worker) settleMessages(stop, ctx context.Context, msgs []Message, slots chan struct{}, acks *acker) {
-	defer giveSlots(slots, len(msgs))
-	err := w.serially(ctx, msgs[0].Event.Customer, func(ctx context.Context) {
-		for _, msg := range msgs {
+// mailbox holds a lane's messages waiting for its goroutine.
+type mailbox struct {
+	msgs    []Message
+	running bool // a goroutine is settling this lane
+}
+
+// lane is where a customer's events are settled: the customer itself when
+// the sink takes one call per customer at a time, else one of Concurrency
+// lanes (by hash, so one customer's events stay in order).
+func (w *Worker) lane(customer string) string {
+	if w.limits.OneCallPerCustomer {
+		return customer
+	}
+	h := fnv.New32a()
+	h.Write([]byte(customer))
+	return "lane-" + strconv.Itoa(int(h.Sum32()%uint32(w.cfg.Concurrency)))
+}
+
+// post puts msg in its lane's mailbox and starts the lane's goroutine if it
+// is not running.
+func (w *Worker) post(stop, ctx context.Context, msg Message, slots chan struct{}, acks *acker, wg *sync.WaitGroup) {
+	lane := w.lane(msg.Event.Customer)
+	w.mu.Lock()
+	mb, ok := w.mailboxes[lane]
+	if !ok {
+		mb = &mailbox{}
+		w.mailboxes[lane] = mb
+	}
+	mb.msgs = append(mb.msgs, msg)
+	start := !mb.running
+	mb.running = true
+	w.mu.Unlock()
+	if start {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.runLane(stop, ctx, lane, slots, acks)
+		}()
+	}
+}
+
+// take removes up to Round messages from lane's mailbox; when it is empty
+// it marks the lane idle (under the same lock post uses) and returns none.
+func (w *Worker) take(lane string, all bool) []Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mb := w.mailboxes[lane]
+	n := len(mb.msgs)
+	if !all {
+		n = min(n, w.cfg.Round)
+	}
+	if n == 0 {
+		mb.running = false
+		delete(w.mailboxes, lane)
+		return nil
+	}
+	msgs := mb.msgs[:n:n]
+	mb.msgs = mb.msgs[n:]
+	return msgs
+}
+
+// runLane settles lane's mail round after round until the mailbox is empty.
+// Once stop ends, messages not yet started go back to the queue; the round
+// in progress finishes unless ctx ends too.
+func (w *Worker) runLane(stop, ctx context.Context, lane string, slots chan struct{}, acks *acker) {
+	shared := w.limits.OneCallPerCustomer
+	err := w.serially(ctx, lane, shared, func(ctx context.Context) {
+		for {
+			msgs := w.take(lane, false)
+			if msgs == nil {
+				return
+			}
 			if stop.Err() != nil {
-				w.giveBack(msg)
-				continue
+				for _, msg := range msgs {
+					w.giveBack(msg)
+				}
+			} else {
+				w.settleRound(ctx, msgs, acks)
 			}
-			switch w.handle(ctx, msg) {
-			case ack:
-				w.untrack(msg)
-				acks.ack(msg)
-			case retryLater:
-				// Left leased: it reappears when the lease runs out, which
-				// spaces out retries of a failing store.
-				w.untrack(msg)
-			case abandon:
-				w.giveBack(msg)
-			}
+			giveSlots(slots, len(msgs))
 		}
 	})
 	if err != nil {
-		for _, msg := range msgs {
-			w.giveBack(msg)
+		// The lane could not be locked: everything waiting goes back.
+		for {
+			msgs := w.take(lane, true)
+			if msgs == nil {
+				return
+			}
+			for _, msg := range msgs {
+				w.giveBack(msg)
+			}
+			giveSlots(slots, len(msgs))
 		}
 	}
 }
@@ -243,72 +350,148 @@ const (
 	abandon                   // shutting down: put it back for another worker now
 )
 
-// handle settles one message: ledger first (the dedup and the count), then
-// Stripe, then the ledger state.
-func (w *Worker) handle(ctx context.Context, msg Message) outcome {
-	ev := msg.Event
-	if err := ev.Validate(); err != nil {
-		// Poison: the queue dead-letters it after its receive limit.
-		w.metrics.events.WithLabelValues("invalid").Inc()
-		w.log.Error("invalid event on the queue", "message", msg.ID, "receives", msg.Receives, "err", err)
-		return retryLater
-	}
-	entry, isNew, err := w.cfg.Ledger.Record(ctx, ev)
-	if err != nil {
-		return w.storeFailed(ctx, "ledger_record", ev, err)
-	}
-	if entry.State != Pending {
-		if isNew {
-			// Settled by the ledger as it was recorded: its month's total
-			// could not take its bytes. Never billed; visible to operators.
-			w.metrics.events.WithLabelValues(string(entry.State)).Inc()
-			w.log.Warn("event not billed", "cause", ev.Cause, "customer", ev.Customer, "state", entry.State, "reason", entry.Reason)
-			return ack
+// settleRound settles one lane's messages together: the ledger records the
+// new events in batches (the dedup and the count), the batches go to the
+// sink, the ledger takes the outcomes, and each message whose batch is
+// settled is acknowledged.
+func (w *Worker) settleRound(ctx context.Context, msgs []Message, acks *acker) {
+	finish := func(msg Message, o outcome) {
+		switch o {
+		case ack:
+			w.untrack(msg)
+			acks.ack(msg)
+		case retryLater:
+			// Left leased: it reappears when the lease runs out, which
+			// spaces out retries of a failing store.
+			w.untrack(msg)
+		case abandon:
+			w.giveBack(msg)
 		}
-		w.metrics.events.WithLabelValues("duplicate").Inc()
-		w.log.Debug("duplicate event, already settled", "cause", ev.Cause, "state", entry.State)
-		return ack
 	}
-	// New, or pending because an earlier delivery stopped before settling
-	// it: report again; Stripe dedupes on the identifier.
-	state, reason, err := w.settle(ctx, entry.Event)
+
+	valid := msgs[:0:0]
+	for _, msg := range msgs {
+		if err := msg.Event.Validate(); err != nil {
+			// Poison: the queue dead-letters it after its receive limit.
+			w.metrics.events.WithLabelValues("invalid").Inc()
+			w.log.Error("invalid event on the queue", "message", msg.ID, "receives", msg.Receives, "err", err)
+			finish(msg, retryLater)
+			continue
+		}
+		valid = append(valid, msg)
+	}
+	if len(valid) == 0 {
+		return
+	}
+	evs := make([]Event, len(valid))
+	for i, msg := range valid {
+		evs[i] = msg.Event
+	}
+	entries, made, err := w.cfg.Ledger.Record(ctx, evs, w.rule)
+	if err == nil && len(entries) != len(evs) {
+		err = fmt.Errorf("the ledger returned %d entries for %d events", len(entries), len(evs))
+	}
 	if err != nil {
-		return w.storeFailed(ctx, "accounts", ev, err)
+		o := w.storeFailed(ctx, "ledger_record", len(valid), err)
+		for _, msg := range valid {
+			finish(msg, o)
+		}
+		return
 	}
-	if err := w.cfg.Ledger.Mark(ctx, entry.Event, state, reason); err != nil {
-		return w.storeFailed(ctx, "ledger_mark", ev, err)
+
+	// Which batches to send: the ones just made, and pending ones an
+	// earlier delivery wrote and did not settle (a crash, a lost lease).
+	batches := make(map[string]Batch, len(made))
+	var toSend []Batch
+	for _, b := range made {
+		batches[b.ID] = b
+		toSend = append(toSend, b)
 	}
-	w.metrics.events.WithLabelValues(string(state)).Inc()
-	w.metrics.lag.Observe(w.cfg.Now().Sub(ev.ServedAt).Seconds())
-	if state != Reported {
-		w.log.Warn("event not billed", "cause", ev.Cause, "customer", ev.Customer, "state", state, "reason", reason)
+	waiting := make(map[string][]Message) // batch ID -> its messages in this round
+	var repair []Settlement
+	for i, e := range entries {
+		msg := valid[i]
+		if e.State != Pending {
+			w.settledAlready(msg, e)
+			finish(msg, ack)
+			continue
+		}
+		if _, ok := batches[e.Batch]; !ok {
+			b, err := w.cfg.Ledger.Batch(ctx, e.Batch)
+			if err != nil {
+				finish(msg, w.storeFailed(ctx, "ledger_batch", 1, err))
+				continue
+			}
+			batches[b.ID] = b
+			if b.State == Pending {
+				toSend = append(toSend, b)
+			} else {
+				// Settled, but this member was not brought along (a stop
+				// half way through settling): settle it again.
+				repair = append(repair, Settlement{Batch: b, State: b.State, Reason: b.Reason})
+			}
+		}
+		waiting[e.Batch] = append(waiting[e.Batch], msg)
 	}
-	return ack
+
+	settlements := w.bill(ctx, toSend)
+	var decided []Settlement
+	for i, s := range settlements {
+		if s.State == "" {
+			// Nothing was decided (shutting down, account lookup failed).
+			for _, msg := range waiting[toSend[i].ID] {
+				finish(msg, w.storeFailed(ctx, "accounts", 1, s.err))
+			}
+			continue
+		}
+		decided = append(decided, s.Settlement)
+	}
+	decided = append(decided, repair...)
+	if len(decided) == 0 {
+		return
+	}
+	if err := w.cfg.Ledger.Settle(ctx, decided...); err != nil {
+		o := w.storeFailed(ctx, "ledger_settle", len(decided), err)
+		for _, s := range decided {
+			for _, msg := range waiting[s.Batch.ID] {
+				finish(msg, o)
+			}
+		}
+		return
+	}
+	now := w.cfg.Now()
+	for _, s := range decided {
+		if s.State != Reported {
+			w.log.Warn("batch not billed", "batch", s.Batch.ID, "customer", s.Batch.Customer, "events", s.Batch.Events, "state", s.State, "reason", s.Reason)
+		}
+		for _, msg := range waiting[s.Batch.ID] {
+			w.metrics.events.WithLabelValues(string(s.State)).Inc()
+			w.metrics.lag.Observe(now.Sub(msg.Event.ServedAt).Seconds())
+			finish(msg, ack)
+		}
+	}
 }
 
-func (w *Worker) storeFailed(ctx context.Context, op string, ev Event, err error) outcome {
+// settledAlready accounts for a message whose entry the ledger holds settled:
+// a redelivered duplicate, or an event settled as it was recorded (its
+// month's total could not take its bytes: never billed, visible to operators).
+func (w *Worker) settledAlready(msg Message, e Entry) {
+	if e.State == Failed && strings.HasPrefix(e.Reason, ReasonTotalOverflow) && e.RecordedAt.Equal(e.UpdatedAt) {
+		w.metrics.events.WithLabelValues(string(e.State)).Inc()
+		w.log.Warn("event not billed", "cause", e.Cause, "customer", e.Customer, "state", e.State, "reason", e.Reason)
+		return
+	}
+	w.metrics.events.WithLabelValues("duplicate").Inc()
+	w.log.Debug("duplicate event, already settled", "cause", msg.Event.Cause, "state", e.State)
+}
+
+func (w *Worker) storeFailed(ctx context.Context, op string, events int, err error) outcome {
 	if ctx.Err() != nil {
 		return abandon
 	}
 	w.metrics.errors.WithLabelValues(op).Inc()
-	w.log.Error("billing store failed; the event stays on the queue", "op", op, "cause", ev.Cause, "err", err)
+	w.log.Error("billing store failed; the events stay on the queue", "op", op, "events", events, "err", err)
 	return retryLater
-}
-
-// groupByCustomer splits msgs by customer, keeping their order.
-func groupByCustomer(msgs []Message) [][]Message {
-	index := make(map[string]int)
-	var groups [][]Message
-	for _, m := range msgs {
-		i, ok := index[m.Event.Customer]
-		if !ok {
-			i = len(groups)
-			index[m.Event.Customer] = i
-			groups = append(groups, nil)
-		}
-		groups[i] = append(groups[i], m)
-	}
-	return groups
 }
 
 // takeSlots waits for one free slot, then takes up to max-1 more that are free.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/egressd/egressd/billing/stripe/stripetest"
 )
 
 // BenchmarkWorker measures the events per second one worker settles
@@ -13,16 +15,18 @@ import (
 //
 //	go test -run '^$' -bench Worker -benchtime 3000x ./billing/
 func BenchmarkWorker(b *testing.B) {
-	for _, latency := range []time.Duration{0, 20 * time.Millisecond} {
-		for _, concurrency := range []int{8, 32} {
-			b.Run(fmt.Sprintf("stripe=%v/concurrency=%d", latency, concurrency), func(b *testing.B) {
-				benchmarkWorker(b, latency, concurrency)
-			})
+	for _, api := range []string{"v1", "v2"} {
+		for _, latency := range []time.Duration{0, 20 * time.Millisecond} {
+			for _, concurrency := range []int{8, 32} {
+				b.Run(fmt.Sprintf("api=%s/stripe=%v/concurrency=%d", api, latency, concurrency), func(b *testing.B) {
+					benchmarkWorker(b, api, latency, concurrency)
+				})
+			}
 		}
 	}
 }
 
-func benchmarkWorker(b *testing.B, latency time.Duration, concurrency int) {
+func benchmarkWorker(b *testing.B, api string, latency time.Duration, concurrency int) {
 	h := newHarness(b, time.Minute)
 	h.fake.SetDelay(latency)
 	accounts := map[string]string{}
@@ -35,7 +39,7 @@ func benchmarkWorker(b *testing.B, latency time.Duration, concurrency int) {
 	for i := range b.N {
 		h.enqueue(b, fmt.Sprint("did:mailto:example.com:c", i%customers), 1)
 	}
-	cfg := h.config(h.reporter(b, 1e6))
+	cfg := h.config(h.sinkAPI(b, api, 1e6))
 	cfg.Concurrency = concurrency
 	cfg.Batch = 10
 	cfg.Lease = time.Minute // the default: extensions are rare
@@ -49,5 +53,6 @@ func benchmarkWorker(b *testing.B, latency time.Duration, concurrency int) {
 
 	h.checkExactlyOnce(b, accounts)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(h.fake.Calls())/float64(b.N), "calls/event")
+	requests := h.fake.Requests(stripetest.MeterEventsEndpoint) + h.fake.Requests(stripetest.StreamEndpoint)
+	b.ReportMetric(float64(requests)/float64(b.N), "requests/event")
 }

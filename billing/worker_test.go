@@ -38,6 +38,7 @@ func faultEvery(n int, _ stripetest.MeterEvent) stripetest.Fault {
 // duplicates cost no Stripe call and no customer ever has two calls open.
 func TestExactlyOnceThroughFaults(t *testing.T) {
 	h := newHarness(t, 3*time.Second)
+	h.spread = 15 * time.Second // about four events a window: many batches
 	h.fake.SetFault(faultEvery)
 	h.fake.SetDelay(2 * time.Millisecond)
 	h.fake.SetSlowDelay(time.Second)
@@ -54,23 +55,23 @@ func TestExactlyOnceThroughFaults(t *testing.T) {
 	h.requeue(t, all[150:170]...)
 	const duplicates = 40
 
-	reporter := watch(h.reporter(t, 1000))
-	cfg := h.config(reporter)
+	sink := watch(h.sink(t, 1000))
+	cfg := h.config(sink)
 	runUntil(t, newWorker(t, cfg), h.settled(t))
 
 	h.checkExactlyOnce(t, accounts)
 	if n := h.count(t, billing.Reported); n != int64(len(all)) {
 		t.Errorf("%d entries reported, want %d", n, len(all))
 	}
-	if got := reporter.maxPerCustomer(); got != 1 {
+	if got := sink.maxPerCustomer(); got != 1 {
 		t.Errorf("the worker had %d calls open for one customer, Stripe allows 1", got)
 	}
 
 	reg := cfg.Registry
-	ok := metric(t, reg, "egressd_stripe_calls_total", "outcome", "ok")
-	retried := metric(t, reg, "egressd_stripe_calls_total", "outcome", "retryable")
-	if ok != float64(len(all)) {
-		t.Errorf("%v successful Stripe calls, want one per event (%d): duplicates must not call Stripe", ok, len(all))
+	ok := metric(t, reg, "egressd_billing_sink_charges_total", "outcome", "ok")
+	retried := metric(t, reg, "egressd_billing_sink_charges_total", "outcome", "retryable")
+	if batches := h.batches(t); ok != float64(batches) {
+		t.Errorf("%v successful Stripe calls, want one per batch (%d): duplicates must not call Stripe", ok, batches)
 	}
 	// Go's HTTP transport silently re-sends a request that carries an
 	// Idempotency-Key once when a kept-alive connection turns out dead, so
@@ -83,16 +84,20 @@ func TestExactlyOnceThroughFaults(t *testing.T) {
 	}
 	// More is fine: on a loaded machine a lease can run out and a message
 	// come back, to be recognised as a duplicate too.
-	if d := metric(t, reg, "egressd_billing_events_total", "state", "duplicate"); d < duplicates {
-		t.Errorf("%v duplicates acknowledged, want at least %d", d, duplicates)
+	// A duplicate is acknowledged either as one (its event was settled
+	// already) or with its batch, when both copies came in one round.
+	acked := metric(t, reg, "egressd_billing_events_total", "state", "duplicate") + metric(t, reg, "egressd_billing_events_total", "state", "reported")
+	if acked < float64(len(all)+duplicates) {
+		t.Errorf("%v messages acknowledged, want at least %d events and %d duplicates", acked, len(all), duplicates)
 	}
-	t.Logf("%d events, %d Stripe calls (%.2f per event) with injected faults", len(all), h.fake.Calls(), float64(h.fake.Calls())/float64(len(all)))
+	t.Logf("%d events in %d batches, %d Stripe calls with injected faults", len(all), h.batches(t), h.fake.Calls())
 }
 
 // TestOneCallPerCustomerAtATime checks, from Stripe's side, that the worker
 // reports customers concurrently but never has two calls open for one.
 func TestOneCallPerCustomerAtATime(t *testing.T) {
 	h := newHarness(t, 3*time.Second)
+	h.spread = time.Minute // one event a window: a call each
 	h.fake.SetDelay(10 * time.Millisecond)
 	accounts := map[string]string{}
 	for _, name := range []string{"a", "b", "c", "d", "e", "f"} {
@@ -100,7 +105,7 @@ func TestOneCallPerCustomerAtATime(t *testing.T) {
 		accounts[c] = "stripe:cus_" + name
 		h.enqueue(t, c, 15)
 	}
-	runUntil(t, newWorker(t, h.config(h.reporter(t, 1000))), h.settled(t))
+	runUntil(t, newWorker(t, h.config(h.sink(t, 1000))), h.settled(t))
 	h.checkExactlyOnce(t, accounts)
 	if got := h.fake.MaxInFlightPerCustomer(); got != 1 {
 		t.Errorf("Stripe saw %d calls open at once for one customer, it allows 1", got)
@@ -127,15 +132,15 @@ func TestIdentifierDedupesWithoutReplay(t *testing.T) {
 	})
 	c := h.customer(t, "alice", "stripe:cus_alice")
 	events := h.enqueue(t, c, 10)
-	runUntil(t, newWorker(t, h.config(h.reporter(t, 1000))), h.settled(t))
+	runUntil(t, newWorker(t, h.config(h.sink(t, 1000))), h.settled(t))
 	h.checkExactlyOnce(t, map[string]string{c: "stripe:cus_alice"})
 	for cause, e := range h.entries(t, c) {
 		if e.State != billing.Reported {
 			t.Errorf("%s is %s (%s), want reported", cause, e.State, e.Reason)
 		}
 	}
-	if h.fake.Calls() < 2*len(events) {
-		t.Errorf("%d calls for %d events: the dropped replies were not retried", h.fake.Calls(), len(events))
+	if h.fake.Calls() < 2*h.batches(t) {
+		t.Errorf("%d calls for %d events in %d batches: the dropped replies were not retried", h.fake.Calls(), len(events), h.batches(t))
 	}
 }
 
@@ -153,7 +158,7 @@ func TestRejectedEventIsUnbillable(t *testing.T) {
 	ok := h.customer(t, "ok", "stripe:cus_ok")
 	h.enqueue(t, gone, 3)
 	h.enqueue(t, ok, 3)
-	runUntil(t, newWorker(t, h.config(h.reporter(t, 1000))), h.settled(t))
+	runUntil(t, newWorker(t, h.config(h.sink(t, 1000))), h.settled(t))
 
 	for cause, e := range h.entries(t, gone) {
 		if e.State != billing.Unbillable || !strings.Contains(e.Reason, "No such customer: 'cus_gone'") {
@@ -165,8 +170,8 @@ func TestRejectedEventIsUnbillable(t *testing.T) {
 			t.Errorf("%s of a good customer: %s %q", cause, e.State, e.Reason)
 		}
 	}
-	if h.fake.Calls() != 6 {
-		t.Errorf("%d Stripe calls for 6 events, want 6: a rejection must not be retried", h.fake.Calls())
+	if batches := h.batches(t); h.fake.Calls() != batches {
+		t.Errorf("%d Stripe calls for %d batches, want one each: a rejection must not be retried", h.fake.Calls(), batches)
 	}
 }
 
@@ -177,7 +182,7 @@ func TestRetriesExhaustedThenRedrive(t *testing.T) {
 	h.fake.SetFault(func(int, stripetest.MeterEvent) stripetest.Fault { return stripetest.ServerError })
 	c := h.customer(t, "alice", "stripe:cus_alice")
 	h.enqueue(t, c, 4)
-	cfg := h.config(h.reporter(t, 1000))
+	cfg := h.config(h.sink(t, 1000))
 	cfg.MaxTries = 3
 	runUntil(t, newWorker(t, cfg), h.settled(t))
 
@@ -189,8 +194,8 @@ func TestRetriesExhaustedThenRedrive(t *testing.T) {
 			t.Errorf("%s failed with reason %q", cause, e.Reason)
 		}
 	}
-	if h.fake.Calls() != 12 {
-		t.Errorf("%d calls, want 3 tries × 4 events", h.fake.Calls())
+	if batches := h.batches(t); h.fake.Calls() != 3*batches {
+		t.Errorf("%d calls, want 3 tries × %d batches", h.fake.Calls(), batches)
 	}
 
 	h.fake.SetFault(nil) // Stripe is back
@@ -214,7 +219,7 @@ func TestNoAccountThenCustomerSetAndRedrive(t *testing.T) {
 	h.enqueue(t, free, 5)
 	unknown := "did:mailto:example.com:nobody" // never created
 	h.enqueue(t, unknown, 1)
-	runUntil(t, newWorker(t, h.config(h.reporter(t, 1000))), h.settled(t))
+	runUntil(t, newWorker(t, h.config(h.sink(t, 1000))), h.settled(t))
 
 	for cause, e := range h.entries(t, free) {
 		if e.State != billing.Unbillable || e.Reason != billing.ReasonNoAccount {
@@ -233,7 +238,7 @@ func TestNoAccountThenCustomerSetAndRedrive(t *testing.T) {
 	// `egressd customer set` then `egressd billing redrive --customer`.
 	h.customer(t, "free", "stripe:cus_free")
 	h.customer(t, "nobody", "stripe:cus_nobody")
-	w := newWorker(t, h.config(h.reporter(t, 1000)))
+	w := newWorker(t, h.config(h.sink(t, 1000)))
 	res, err := w.Redrive(context.Background(), billing.RedriveFilter{Customer: free})
 	if err != nil || res.Settled[billing.Reported] != 5 {
 		t.Fatalf("redrive of %s = %+v, %v; want 5 reported", free, res, err)
@@ -247,9 +252,9 @@ func TestNoAccountThenCustomerSetAndRedrive(t *testing.T) {
 	}
 }
 
-// TestNoStripeKeyThenRedrive: without a key the worker still ledgers and
-// counts every event, marks it unbillable "no Stripe key", and a redrive with
-// a key reports it.
+// TestNoStripeKeyThenRedrive: without a sink (no Stripe key) the worker
+// still ledgers and counts every event, marks it unbillable, and a redrive
+// with a key reports it.
 func TestNoStripeKeyThenRedrive(t *testing.T) {
 	h := newHarness(t, 3*time.Second)
 	c := h.customer(t, "alice", "stripe:cus_alice")
@@ -259,11 +264,11 @@ func TestNoStripeKeyThenRedrive(t *testing.T) {
 		t.Fatalf("%d unbillable entries without a key, want 5", n)
 	}
 	for _, e := range h.entries(t, c) {
-		if e.Reason != billing.ReasonNoKey {
-			t.Fatalf("reason %q, want %q", e.Reason, billing.ReasonNoKey)
+		if e.Reason != billing.ReasonNoSink {
+			t.Fatalf("reason %q, want %q", e.Reason, billing.ReasonNoSink)
 		}
 	}
-	res, err := newWorker(t, h.config(h.reporter(t, 1000))).Redrive(context.Background(), billing.RedriveFilter{})
+	res, err := newWorker(t, h.config(h.sink(t, 1000))).Redrive(context.Background(), billing.RedriveFilter{})
 	if err != nil || res.Settled[billing.Reported] != 5 {
 		t.Fatalf("redrive = %+v, %v", res, err)
 	}
@@ -276,6 +281,7 @@ func TestNoStripeKeyThenRedrive(t *testing.T) {
 // machine only makes the run longer.
 func TestRateLimitHolds(t *testing.T) {
 	h := newHarness(t, 3*time.Second)
+	h.spread = time.Minute // one event a window: a call each
 	var accounts = map[string]string{}
 	for _, name := range []string{"a", "b", "c", "d"} {
 		c := h.customer(t, name, "stripe:cus_"+name)
@@ -284,7 +290,7 @@ func TestRateLimitHolds(t *testing.T) {
 	}
 	const rate, burst, calls = 20, 2, 32
 	start := time.Now()
-	runUntil(t, newWorker(t, h.config(h.reporter(t, rate))), h.settled(t))
+	runUntil(t, newWorker(t, h.config(h.sink(t, rate))), h.settled(t))
 	h.checkExactlyOnce(t, accounts)
 
 	arrivals := h.fake.Arrivals()
@@ -305,7 +311,7 @@ func TestShutdownHandsBackEvents(t *testing.T) {
 	c := h.customer(t, "alice", "stripe:cus_alice")
 	h.enqueue(t, c, 20)
 
-	cfg := h.config(h.reporter(t, 1000))
+	cfg := h.config(h.sink(t, 1000))
 	cfg.DrainTimeout = 10 * time.Millisecond
 	runUntil(t, newWorker(t, cfg), func() bool { return h.fake.Calls() > 0 })
 	if depth, _ := h.queue.Depth(context.Background()); depth == 0 {
@@ -313,30 +319,30 @@ func TestShutdownHandsBackEvents(t *testing.T) {
 	}
 
 	h.fake.SetDelay(0)
-	runUntil(t, newWorker(t, h.config(h.reporter(t, 1000))), h.settled(t))
+	runUntil(t, newWorker(t, h.config(h.sink(t, 1000))), h.settled(t))
 	h.checkExactlyOnce(t, map[string]string{c: "stripe:cus_alice"})
 }
 
-// flakyLedger fails Record and Mark now and then, like a full disk would.
+// flakyLedger fails Record and Settle now and then, like a full disk would.
 type flakyLedger struct {
 	billing.Ledger
-	records, marks int
+	records, settles int
 }
 
-func (l *flakyLedger) Record(ctx context.Context, ev billing.Event) (billing.Entry, bool, error) {
+func (l *flakyLedger) Record(ctx context.Context, evs []billing.Event, rule billing.BatchRule) ([]billing.Entry, []billing.Batch, error) {
 	l.records++
-	if l.records%3 == 0 {
-		return billing.Entry{}, false, errTest
+	if l.records%2 == 0 {
+		return nil, nil, errTest
 	}
-	return l.Ledger.Record(ctx, ev)
+	return l.Ledger.Record(ctx, evs, rule)
 }
 
-func (l *flakyLedger) Mark(ctx context.Context, ev billing.Event, state billing.State, reason string) error {
-	l.marks++
-	if l.marks%4 == 0 {
+func (l *flakyLedger) Settle(ctx context.Context, s ...billing.Settlement) error {
+	l.settles++
+	if l.settles%2 == 1 {
 		return errTest
 	}
-	return l.Ledger.Mark(ctx, ev, state, reason)
+	return l.Ledger.Settle(ctx, s...)
 }
 
 var errTest = &billing.ReportError{Reason: "injected store failure"}
@@ -347,12 +353,12 @@ func TestLedgerFailureLeavesEventOnQueue(t *testing.T) {
 	h := newHarness(t, 200*time.Millisecond)
 	c := h.customer(t, "alice", "stripe:cus_alice")
 	h.enqueue(t, c, 12)
-	cfg := h.config(h.reporter(t, 1000))
+	cfg := h.config(h.sink(t, 1000))
 	cfg.Ledger = &flakyLedger{Ledger: h.ledger} // one customer: calls are serial
 	cfg.Lease = 200 * time.Millisecond
 	runUntil(t, newWorker(t, cfg), h.settled(t))
 	h.checkExactlyOnce(t, map[string]string{c: "stripe:cus_alice"})
-	if n := metric(t, cfg.Registry, "egressd_billing_errors_total", "op", "ledger_mark"); n == 0 {
-		t.Error("no Mark failed: the fault was not injected")
+	if n := metric(t, cfg.Registry, "egressd_billing_errors_total", "op", "ledger_settle"); n == 0 {
+		t.Error("no Settle failed: the fault was not injected")
 	}
 }
