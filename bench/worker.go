@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/egressd/egressd/billing"
 	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/customers"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
 	"github.com/egressd/egressd/embedded"
 )
@@ -28,23 +31,36 @@ type WorkerConfig struct {
 	Concurrency int
 	// StripeLatency delays every fake Stripe answer.
 	StripeLatency time.Duration
+	// API is the Stripe meter event API, "v1" or "v2".
+	API string
+	// Window is the worker's aggregation window on v1 (0: the default).
+	Window time.Duration
 }
 
 // WorkerResult is what a worker run measured.
 type WorkerResult struct {
 	Events  int
 	Elapsed time.Duration
-	// Calls is the meter-event calls the fake Stripe received.
-	Calls int
-	// Reported is the distinct events Stripe holds, and Value their total;
-	// exactly once means Reported == Events and Value == the bytes queued.
-	Reported    int
-	Value, Want int64
+	// Requests is the meter-event requests the fake Stripe received (v1
+	// meter events, or v2 stream requests), RateLimited the ones it
+	// answered with a 429.
+	Requests, RateLimited int
+	// MeterEvents is the distinct meter events Stripe holds, and Value
+	// their total; Reported is the events the ledger holds as reported.
+	// Exactly once means Reported == Events and Value == the bytes queued.
+	MeterEvents, Reported int
+	Value, Want           int64
+	// CPU is the process's user+system CPU time over the run (worker,
+	// embedded stores and the fake Stripe together), PeakRSS its peak
+	// resident memory.
+	CPU     time.Duration
+	PeakRSS int64
 }
 
 func (r WorkerResult) String() string {
-	return fmt.Sprintf("%d events settled in %.2fs: %.0f events/s, %.2f Stripe calls per event, %d distinct meter events, value %d of %d bytes",
-		r.Events, r.Elapsed.Seconds(), float64(r.Events)/r.Elapsed.Seconds(), float64(r.Calls)/float64(r.Events), r.Reported, r.Value, r.Want)
+	return fmt.Sprintf("%d events settled in %.2fs: %.0f events/s, %d Stripe requests (%.3f per event, %d answered 429), %d meter events, value %d of %d bytes, CPU %.1f µs/event, peak RSS %d MB",
+		r.Events, r.Elapsed.Seconds(), float64(r.Events)/r.Elapsed.Seconds(), r.Requests, float64(r.Requests)/float64(r.Events), r.RateLimited,
+		r.MeterEvents, r.Value, r.Want, float64(r.CPU.Microseconds())/float64(r.Events), r.PeakRSS>>20)
 }
 
 // ExactlyOnce reports whether every event reached Stripe once with its bytes.
@@ -100,19 +116,20 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 		}
 	}
 
-	reporter, err := stripe.New(stripe.Config{Key: stripetest.Key, URL: fake.URL, Rate: 1e6, Logger: quiet()})
+	sink, err := stripe.New(stripe.Config{Key: stripetest.Key, URL: fake.URL, API: cfg.API, Rate: 1e6, Logger: quiet()})
 	if err != nil {
 		return res, err
 	}
 	worker, err := billing.NewWorker(billing.WorkerConfig{
-		Queue: queue, Ledger: ledger, Accounts: accounts, Reporter: reporter,
-		Concurrency: cfg.Concurrency, Wait: 50 * time.Millisecond, Logger: quiet(),
+		Queue: queue, Ledger: ledger, Accounts: accountsOf{accounts}, Sink: sink, Window: cfg.Window,
+		Concurrency: cfg.Concurrency, Batch: 100, Wait: 50 * time.Millisecond, Logger: quiet(),
 	})
 	if err != nil {
 		return res, err
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	cpu0 := cpuTime()
 	start := time.Now()
 	go func() { done <- worker.Run(runCtx) }()
 	// Watch the queue, which shrinks, rather than the ledger, which grows: a
@@ -143,17 +160,56 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 		}
 	}
 	res.Elapsed = time.Since(start)
+	res.CPU = cpuTime() - cpu0
+	res.PeakRSS = peakRSS()
 	stop()
 	if err := <-done; err != nil {
 		return res, err
 	}
 	res.Events = cfg.N
-	res.Calls = fake.Calls()
+	res.Requests = fake.Requests(stripetest.MeterEventsEndpoint) + fake.Requests(stripetest.StreamEndpoint)
+	res.RateLimited = len(fake.RateLimited())
 	for _, ev := range fake.Events() {
-		res.Reported++
+		res.MeterEvents++
 		res.Value += ev.Value
 	}
+	counts, err := ledger.Count(ctx, billing.UsageFilter{Month: billing.Month(servedAt)})
+	if err != nil {
+		return res, err
+	}
+	res.Reported = int(counts[billing.Reported])
 	return res, nil
+}
+
+// accountsOf answers the worker's account lookups from the embedded
+// customer store, in billing's terms.
+type accountsOf struct{ store *customersqlite.Store }
+
+func (a accountsOf) Account(ctx context.Context, customer string) (string, error) {
+	account, err := a.store.Account(ctx, customer)
+	if errors.Is(err, customers.ErrNotFound) {
+		return "", billing.ErrUnknownCustomer
+	}
+	return account, err
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS is the process's peak resident memory in bytes (Linux reports
+// ru_maxrss in KiB).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss << 10
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

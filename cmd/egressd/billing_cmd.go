@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,15 +58,15 @@ func billingCommand() *ffcli.Command {
 				return err
 			}
 			defer b.Close()
-			reporter, err := stripeCfg.reporter(log)
+			sink, err := stripeCfg.sink(log)
 			if err != nil {
 				return err
 			}
-			if reporter == nil {
-				// Without a key every entry would only be marked "no Stripe key" again.
+			if sink == nil {
+				// Without a key every entry would only be marked unbillable again.
 				return errors.New("billing redrive needs a Stripe key: --stripe-key or STRIPE_SECRET_KEY")
 			}
-			w, err := worker.newWorker(b, reporter, log, prometheus.NewRegistry())
+			w, err := worker.newWorker(b, sink, log, prometheus.NewRegistry())
 			if err != nil {
 				return err
 			}
@@ -100,15 +101,17 @@ func listCommand() *ffcli.Command {
 		states   stringList
 		customer string
 		limit    int
+		asJSON   bool
 	)
 	fs := flag.NewFlagSet("billing list", flag.ContinueOnError)
 	backend.register(fs)
 	fs.Var(&states, "state", "show only entries in this state: pending, reported, unbillable, failed or rejected (repeatable or comma-separated); default: unbillable, failed and rejected")
 	fs.StringVar(&customer, "customer", "", "show only this customer's entries (did:mailto:...); default: all customers")
 	fs.IntVar(&limit, "limit", 100, "most entries to print")
+	fs.BoolVar(&asJSON, "json", false, "print a JSON array of entries instead of a table")
 	return command("list",
-		"egressd billing list --data-dir DIR [--state unbillable|failed|rejected|pending|reported] [--customer did:mailto:...]",
-		"list ledger entries with their state and reason", fs,
+		"egressd billing list --data-dir DIR [--state unbillable|failed|rejected|pending|reported] [--customer did:mailto:...] [--json]",
+		"list ledger entries with their batch, state and reason", fs,
 		func(ctx context.Context, args []string) error {
 			filter := billing.EntryFilter{Customer: customer, Limit: limit}
 			var err error
@@ -127,10 +130,18 @@ func listCommand() *ffcli.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				if entries == nil {
+					entries = []billing.Entry{}
+				}
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(entries)
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CAUSE\tCUSTOMER\tBYTES\tSERVED AT\tSTATE\tREASON")
+			fmt.Fprintln(tw, "CAUSE\tCUSTOMER\tBYTES\tSERVED AT\tBATCH\tSTATE\tREASON")
 			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", e.Cause, e.Customer, e.Bytes, e.ServedAt.Format(time.RFC3339), e.State, e.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Cause, e.Customer, e.Bytes, e.ServedAt.Format(time.RFC3339), e.Batch, e.State, e.Reason)
 			}
 			return tw.Flush()
 		})

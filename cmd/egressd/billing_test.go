@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/internal/testenv"
 )
 
@@ -96,7 +97,7 @@ func TestBillingWithStripeMock(t *testing.T) {
 		t.Fatalf("usage table does not show bob's unbillable event:\n%s", table)
 	}
 	list := run(t, "billing", "list", "--data-dir", data)
-	if !strings.Contains(list, bob) || !strings.Contains(list, "no Stripe account") || strings.Contains(list, alice) {
+	if !strings.Contains(list, bob) || !strings.Contains(list, billing.ReasonNoAccount) || strings.Contains(list, alice) {
 		t.Fatalf("billing list should show bob's event and why, and not alice's:\n%s", list)
 	}
 

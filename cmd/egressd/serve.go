@@ -216,14 +216,14 @@ func runServe(ctx context.Context, f serveFlags) error {
 	// server owns the queue-depth series.
 	var worker *billing.Worker
 	if f.worker {
-		reporter, err := f.stripe.reporter(log)
+		sink, err := f.stripe.sink(log)
 		if err != nil {
 			return err
 		}
-		if err := checkStripe(ctx, reporter); err != nil {
+		if err := checkStripe(ctx, sink); err != nil {
 			return err
 		}
-		if worker, err = f.workerTuning.newWorker(b, reporter, log, reg); err != nil {
+		if worker, err = f.workerTuning.newWorker(b, sink, log, reg); err != nil {
 			return err
 		}
 	}

@@ -33,7 +33,7 @@ func TestUsageOfHugeMonth(t *testing.T) {
 	} {
 		ev.Customer, ev.Resource, ev.ServedAt = "did:mailto:example.com:big", "bafkreires", at
 		ev.Cause = "bafy-huge-" + string(rune('a'+i))
-		if _, _, err := l.Record(context.Background(), ev); err != nil {
+		if _, _, err := l.Record(context.Background(), []billing.Event{ev}, billing.BatchRule{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func TestUsageOfOldRealTotal(t *testing.T) {
 		{Customer: "did:mailto:example.com:small", Space: "did:key:z6Mksmall", Bytes: 2048, Cause: "bafy-old-small"},
 	} {
 		ev.Resource, ev.ServedAt = "bafkreires", at
-		if _, _, err := l.Record(context.Background(), ev); err != nil {
+		if _, _, err := l.Record(context.Background(), []billing.Event{ev}, billing.BatchRule{}); err != nil {
 			t.Fatal(err)
 		}
 	}

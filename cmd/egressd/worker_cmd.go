@@ -18,17 +18,18 @@ import (
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/stripe"
+	"github.com/egressd/egressd/customers"
 )
 
 // storachaMeterEvent is the event_name of Storacha's Stripe meter for
 // gateway egress (w3infra stacks/billing-stack.js).
 const storachaMeterEvent = "gateway-egress-traffic"
 
-// stripeFlags configure the Stripe reporter.
+// stripeFlags configure the Stripe sink.
 type stripeFlags struct {
-	key, url, meterEvent string
-	rate                 float64
-	timeout              time.Duration
+	key, url, meterEvent, api string
+	rate                      float64
+	timeout                   time.Duration
 	// fs is the command's flag set, to read its --storacha once parsed: the
 	// meter's default depends on it.
 	fs *flag.FlagSet
@@ -37,12 +38,13 @@ type stripeFlags struct {
 func (f *stripeFlags) register(fs *flag.FlagSet) {
 	f.fs = fs
 	// No default shown for the key: --help must not print a secret.
-	fs.StringVar(&f.key, "stripe-key", "", "Stripe secret key (sk_live_..., sk_test_..., rk_...); default: $STRIPE_SECRET_KEY. Without a key events are counted and marked unbillable (\"no Stripe key\") until a billing redrive")
+	fs.StringVar(&f.key, "stripe-key", "", "Stripe secret key (sk_live_..., sk_test_..., rk_...); default: $STRIPE_SECRET_KEY. Without a key events are counted and marked unbillable (\"no billing sink configured\") until a billing redrive")
 	fs.StringVar(&f.url, "stripe-url", "", "Stripe API base URL, to use stripe-mock or a proxy (for example http://127.0.0.1:12111); default: https://api.stripe.com")
 	// No default at registration: it depends on --storacha, read after parsing.
 	fs.StringVar(&f.meterEvent, "stripe-meter-event", "", "event_name of the Stripe billing meter that egress is reported to; default: "+stripe.DefaultEventName+", or "+storachaMeterEvent+" (Storacha's meter) with --storacha")
 	fs.DurationVar(&f.timeout, "stripe-timeout", stripe.DefaultTimeout, "time allowed for one Stripe call; a call that times out is retried (the identifier keeps it from counting twice)")
-	fs.Float64Var(&f.rate, "stripe-rate", stripe.DefaultRate, "most meter-event calls per second to Stripe, all customers together (a sandbox allows 25/s, live mode 1000/s)")
+	fs.Float64Var(&f.rate, "stripe-rate", stripe.DefaultRate, "most meter-event requests per second to Stripe, all customers together (a sandbox allows 25/s, live mode 1000/s; on v2 each request carries up to 100 events)")
+	fs.StringVar(&f.api, "stripe-api", "v1", "Stripe meter event API: v1 (one call per customer at a time, a customer's events of one --billing-window summed into one meter event) or v2 (meter event streams: up to 100 events per request, each event its own meter event)")
 }
 
 // eventName is --stripe-meter-event, or when it is not set the default:
@@ -67,14 +69,17 @@ func (f *stripeFlags) secretKey() string {
 	return os.Getenv("STRIPE_SECRET_KEY")
 }
 
-// reporter builds the Stripe reporter, or returns nil when no key is set.
-func (f *stripeFlags) reporter(log *slog.Logger) (billing.Reporter, error) {
+// sink builds the Stripe sink, or returns nil when no key is set.
+func (f *stripeFlags) sink(log *slog.Logger) (billing.Sink, error) {
+	if f.api != "v1" && f.api != "v2" {
+		return nil, fmt.Errorf("--stripe-api %q: want v1 or v2", f.api)
+	}
 	key := f.secretKey()
 	if key == "" {
 		log.Warn("no Stripe key (--stripe-key or STRIPE_SECRET_KEY): events are counted and marked unbillable until a redrive with a key")
 		return nil, nil
 	}
-	r, err := stripe.New(stripe.Config{Key: key, URL: f.url, EventName: f.eventName(), Rate: f.rate, Timeout: f.timeout, Logger: log})
+	r, err := stripe.New(stripe.Config{Key: key, URL: f.url, API: f.api, EventName: f.eventName(), Rate: f.rate, Timeout: f.timeout, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("configuring Stripe: %w", err)
 	}
@@ -83,8 +88,8 @@ func (f *stripeFlags) reporter(log *slog.Logger) (billing.Reporter, error) {
 
 // checkStripe stops a worker at start when Stripe refuses the key or has
 // no meter for the event name: better than finding it event by event.
-func checkStripe(ctx context.Context, reporter billing.Reporter) error {
-	r, ok := reporter.(*stripe.Reporter)
+func checkStripe(ctx context.Context, sink billing.Sink) error {
+	r, ok := sink.(*stripe.Reporter)
 	if !ok || r == nil {
 		return nil
 	}
@@ -98,12 +103,13 @@ type workerFlags struct {
 	concurrency, batch, maxTries  int
 	wait, backoffBase, backoffMax time.Duration
 	accountTTL, drain, visibility time.Duration
+	window                        time.Duration
 }
 
 // registerSettle registers what shapes Stripe calls: worker and redrive.
 func (f *workerFlags) registerSettle(fs *flag.FlagSet) {
-	fs.IntVar(&f.concurrency, "worker-concurrency", billing.DefaultConcurrency, "customers reported to Stripe at once (each customer's events always go one at a time)")
-	fs.IntVar(&f.maxTries, "worker-max-tries", billing.DefaultMaxTries, "Stripe calls per event (429, 5xx, network errors) before it is marked failed")
+	fs.IntVar(&f.concurrency, "worker-concurrency", billing.DefaultConcurrency, "customers billed at once on --stripe-api v1 (each customer's calls always go one at a time), lanes of customers on v2")
+	fs.IntVar(&f.maxTries, "worker-max-tries", billing.DefaultMaxTries, "Stripe calls per batch (429, 5xx, network errors) before it is marked failed")
 	fs.DurationVar(&f.backoffBase, "worker-backoff", billing.DefaultBackoffBase, "first wait before retrying a failed Stripe call; doubles each try, with jitter")
 	fs.DurationVar(&f.backoffMax, "worker-backoff-max", billing.DefaultBackoffMax, "longest wait between Stripe tries")
 }
@@ -112,6 +118,7 @@ func (f *workerFlags) registerSettle(fs *flag.FlagSet) {
 func (f *workerFlags) register(fs *flag.FlagSet) {
 	f.registerSettle(fs)
 	fs.IntVar(&f.batch, "worker-batch", billing.DefaultBatch, "most queue messages taken per receive")
+	fs.DurationVar(&f.window, "billing-window", billing.DefaultWindow, "on --stripe-api v1, a customer's events served in the same UTC window of this length are reported as one meter event carrying their sum (whole seconds dividing an hour: 1m, 5m, 15m, 1h ...)")
 	fs.DurationVar(&f.wait, "worker-wait", billing.DefaultWait, "how long one receive waits for new messages")
 	fs.DurationVar(&f.accountTTL, "worker-account-ttl", billing.DefaultAccountTTL, "how long a customer's Stripe account is cached (a customer set is seen after at most this)")
 	fs.DurationVar(&f.drain, "worker-drain-timeout", billing.DefaultDrainTimeout, "on shutdown, time allowed for the events being reported; the rest go back on the queue")
@@ -119,13 +126,14 @@ func (f *workerFlags) register(fs *flag.FlagSet) {
 }
 
 // newWorker builds a worker over the backend's stores.
-func (f *workerFlags) newWorker(b *backend, reporter billing.Reporter, log *slog.Logger, reg *prometheus.Registry) (*billing.Worker, error) {
+func (f *workerFlags) newWorker(b *backend, sink billing.Sink, log *slog.Logger, reg *prometheus.Registry) (*billing.Worker, error) {
 	return billing.NewWorker(billing.WorkerConfig{
 		Queue:        b.Queue,
 		Ledger:       b.Ledger,
-		Accounts:     b.Customers,
+		Accounts:     billingAccounts{b.Customers},
 		CustomerLock: b.CustomerLock,
-		Reporter:     reporter,
+		Sink:         sink,
+		Window:       f.window,
 		Concurrency:  f.concurrency,
 		Batch:        f.batch,
 		Wait:         f.wait,
@@ -138,6 +146,18 @@ func (f *workerFlags) newWorker(b *backend, reporter billing.Reporter, log *slog
 		Logger:       log,
 		Registry:     reg,
 	})
+}
+
+// billingAccounts answers the worker's account lookups from the customer
+// store, in billing's terms: billing does not know the customers package.
+type billingAccounts struct{ store customers.Store }
+
+func (a billingAccounts) Account(ctx context.Context, customer string) (string, error) {
+	account, err := a.store.Account(ctx, customer)
+	if errors.Is(err, customers.ErrNotFound) {
+		return "", fmt.Errorf("%w: %s", billing.ErrUnknownCustomer, customer)
+	}
+	return account, err
 }
 
 func workerCommand() *ffcli.Command {
@@ -171,16 +191,16 @@ func workerCommand() *ffcli.Command {
 				return err
 			}
 			defer b.Close()
-			reporter, err := stripeCfg.reporter(log)
+			sink, err := stripeCfg.sink(log)
 			if err != nil {
 				return err
 			}
-			if err := checkStripe(ctx, reporter); err != nil {
+			if err := checkStripe(ctx, sink); err != nil {
 				return err
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			w, err := worker.newWorker(b, reporter, log, reg)
+			w, err := worker.newWorker(b, sink, log, reg)
 			if err != nil {
 				return err
 			}
@@ -191,7 +211,7 @@ func workerCommand() *ffcli.Command {
 				}
 				defer stop()
 			}
-			log.Info("billing worker started", append([]any{"stripe", reporter != nil, "stripe_url", stripeCfg.url, "meter_event", stripeCfg.eventName()}, backend.describe()...)...)
+			log.Info("billing worker started", append([]any{"stripe", sink != nil, "stripe_api", stripeCfg.api, "stripe_url", stripeCfg.url, "meter_event", stripeCfg.eventName()}, backend.describe()...)...)
 			err = w.Run(ctx)
 			log.Info("billing worker stopped")
 			return err
