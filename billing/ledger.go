@@ -59,12 +59,12 @@ var ErrNotFound = errors.New("billing: no ledger entry")
 type Entry struct {
 	Event
 	// Batch is the ID of the batch the event was billed in.
-	Batch string
-	State State
+	Batch string `json:"batch"`
+	State State  `json:"state"`
 	// Reason says why an entry is unbillable, failed or rejected; empty otherwise.
-	Reason     string
-	RecordedAt time.Time
-	UpdatedAt  time.Time
+	Reason     string    `json:"reason,omitempty"`
+	RecordedAt time.Time `json:"recordedAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
 }
 
 // EntryFilter selects entries, for redrive and reports. Zero fields match all.

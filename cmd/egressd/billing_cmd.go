@@ -74,9 +74,9 @@ func billingCommand() *ffcli.Command {
 			printRedrive(res)
 			return err
 		})
-	root := command("billing", "egressd billing list|redrive [flags]", "operate on the billing ledger", flag.NewFlagSet("billing", flag.ContinueOnError),
+	root := command("billing", "egressd billing list|redrive|reconcile [flags]", "operate on the billing ledger", flag.NewFlagSet("billing", flag.ContinueOnError),
 		func(context.Context, []string) error { return flag.ErrHelp })
-	root.Subcommands = []*ffcli.Command{listCommand(), redrive}
+	root.Subcommands = []*ffcli.Command{listCommand(), redrive, reconcileCommand()}
 	return root
 }
 
