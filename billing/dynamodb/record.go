@@ -262,8 +262,9 @@ func gather(members []billing.Event) billing.FormedBatch {
 
 // recordBatch records members as one batch. Members another worker
 // recorded meanwhile are returned as stored and the rest tried again as a
-// batch of their own; a batch whose monthly total would overflow is
-// recorded one event at a time.
+// batch of their own. When a monthly total cannot take the batch, the
+// members it can take are recorded as a batch, and each of the others
+// alone, refused.
 func (l *Ledger) recordBatch(ctx context.Context, members []billing.Event) (entries []billing.Entry, made []billing.Batch, err error) {
 	for attempt := 1; len(members) > 0; {
 		fb := gather(members)
