@@ -140,14 +140,7 @@ func TestEntriesBeforeBatches(t *testing.T) {
 	ctx := context.Background()
 	client, tables := newTables(t)
 	l := newLedger(client, tables)
-	// As the ledger wrote an entry before batches, resend and all.
-	putItem(t, client, tables.Ledger, map[string]types.AttributeValue{
-		"pk": s("entry#bafyold"), "sk": s("entry"), "cause": s("bafyold"), "space": s("did:key:z6Mkold"),
-		"customer": s("did:mailto:example.com:old"), "resource": s("bafkreiold"), "servedAt": s("2025-05-01T00:00:00.000Z"),
-		"month": s("2025-05"), "bytes": n("42"), "state": s("pending"), "reason": s(""),
-		"recordedAt": s("2025-05-01T00:00:01.000Z"), "updatedAt": s("2025-05-01T00:00:01.000Z"),
-		"stateKey": s("pending#3"), "stateSort": s("bafyold"), "resend": n("1"),
-	})
+	putOldEntry(t, client, tables.Ledger, "bafyold", billing.Pending, "", 1)
 	b, err := l.Batch(ctx, "bafyold")
 	if err != nil || b.ID != "bafyold" || b.Events != 1 || b.Bytes != 42 || b.Resend != 1 || b.State != billing.Pending || b.Customer != "did:mailto:example.com:old" {
 		t.Fatalf("Batch of an old entry = %+v, %v; want a pending batch of one under resend 1", b, err)
@@ -184,6 +177,19 @@ func TestEntriesBeforeBatches(t *testing.T) {
 	if got, _ := l.Batch(ctx, "bafyold"); got.State != billing.Rejected {
 		t.Fatalf("a slow success undid the rejection of an old entry: %+v", got)
 	}
+}
+
+// putOldEntry writes an entry as the ledger did before batches, resend and
+// all: 42 bytes of did:mailto:example.com:old served on 1 May 2025.
+func putOldEntry(t *testing.T, client *awsdynamodb.Client, table, cause string, state billing.State, reason string, resend int) {
+	t.Helper()
+	putItem(t, client, table, map[string]types.AttributeValue{
+		"pk": s("entry#" + cause), "sk": s("entry"), "cause": s(cause), "space": s("did:key:z6Mkold"),
+		"customer": s("did:mailto:example.com:old"), "resource": s("bafkreiold"), "servedAt": s("2025-05-01T00:00:00.000Z"),
+		"month": s("2025-05"), "bytes": n("42"), "state": s(string(state)), "reason": s(reason),
+		"recordedAt": s("2025-05-01T00:00:01.000Z"), "updatedAt": s("2025-05-01T00:00:01.000Z"),
+		"stateKey": s(string(state) + "#3"), "stateSort": s(cause), "resend": n(fmt.Sprint(resend)),
+	})
 }
 
 // TestSettleStoppedHalfWay: a Settle that updates the batch and fails on

@@ -30,7 +30,9 @@
 //	            cause: every entry is in the state index, so listing any
 //	            state (reported included) is a query. An entry with no
 //	            batch attribute (written before batches, or adopted from
-//	            w3infra) is a batch of one by itself, its resend its own.
+//	            w3infra) is a batch of one by itself, its resend its own;
+//	            MigrateToBatches gives those egressd sent a batch item, so
+//	            that Batches lists them too.
 //	batch       pk "batch#<customer>", sk "<13-digit Unix ms>#<id>": the
 //	            batch's timestamp, bytes, events, members (their causes,
 //	            in order), resend, state, reason and a version that every

@@ -153,7 +153,14 @@ func (l *Ledger) change(ctx context.Context, c change) error {
 		return err
 	}
 	if key == nil {
-		return l.changeSolo(ctx, c)
+		migrated, err := l.changeSolo(ctx, c)
+		if err != nil || !migrated {
+			return err
+		}
+		// MigrateToBatches gave it a batch item meanwhile: change that.
+		if _, key, err = l.locate(ctx, c.id); err != nil {
+			return err
+		}
 	}
 	found, err := l.changeBatch(ctx, c, key)
 	if err == nil && !found {
@@ -283,23 +290,30 @@ func (l *Ledger) lagging(ctx context.Context, causes []string, version int64, st
 }
 
 // changeSolo applies c to an entry that is a batch of one by itself, where
-// c's condition holds; a condition that fails means c came too late.
-func (l *Ledger) changeSolo(ctx context.Context, c change) error {
+// c's condition holds; a condition that fails means c came too late, unless
+// the entry has a batch item now (migrated reports it).
+func (l *Ledger) changeSolo(ctx context.Context, c change) (migrated bool, err error) {
 	values := c.values(l.now())
 	values[":stateKey"] = str(stateKey(c.state, c.id))
-	_, err := l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	_, err = l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        aws.String(l.tables.Ledger),
 		Key:              entryKey(c.id),
 		UpdateExpression: aws.String("SET #state = :state, #reason = :reason, updatedAt = :now, stateKey = :stateKey, resend = :resend"),
-		// attribute_not_exists(batch): an entry never joins a batch, but
-		// guard the update against reading one as the other.
-		ConditionExpression:       aws.String("attribute_exists(pk) AND attribute_not_exists(#batch) AND " + c.condition),
-		ExpressionAttributeNames:  map[string]string{"#state": "state", "#reason": "reason", "#batch": "batch"},
-		ExpressionAttributeValues: values,
+		// Once it has a batch item, the batch item is where its state is.
+		ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(#batch) AND " + c.condition),
+		ExpressionAttributeNames:            map[string]string{"#state": "state", "#reason": "reason", "#batch": "batch"},
+		ExpressionAttributeValues:           values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var late *types.ConditionalCheckFailedException
 	if errors.As(err, &late) {
-		return nil
+		item := late.Item
+		if len(item) == 0 {
+			if item, err = l.get(ctx, entryKey(c.id)); err != nil {
+				return false, err
+			}
+		}
+		return stringAttr(item, "batch") != "", nil
 	}
-	return err
+	return false, err
 }
