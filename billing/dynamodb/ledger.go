@@ -117,6 +117,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -219,6 +220,46 @@ func pause(ctx context.Context, attempt int) error {
 	case <-time.After(backoff/2 + rand.N(backoff)):
 		return nil
 	}
+}
+
+// batchGet reads the keys of request (100 at most), taking again the keys
+// DynamoDB left unprocessed, and calls found with each item read.
+func (l *Ledger) batchGet(ctx context.Context, request map[string]types.KeysAndAttributes, found func(table string, item map[string]types.AttributeValue)) error {
+	for attempt := 1; len(request) > 0; attempt++ {
+		out, err := l.client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: request})
+		if err != nil {
+			return err
+		}
+		for table, items := range out.Responses {
+			for _, item := range items {
+				found(table, item)
+			}
+		}
+		request = out.UnprocessedKeys
+		if len(request) > 0 {
+			if err := pause(ctx, attempt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// get reads the ledger item at key with a consistent read;
+// billing.ErrNotFound when there is none.
+func (l *Ledger) get(ctx context.Context, key map[string]types.AttributeValue) (map[string]types.AttributeValue, error) {
+	out, err := l.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(l.tables.Ledger),
+		Key:            key,
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Item) == 0 {
+		return nil, billing.ErrNotFound
+	}
+	return out.Item, nil
 }
 
 // formatTime writes t as toISOString does: UTC, milliseconds.
