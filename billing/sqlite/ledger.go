@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS monthly (
 );
 `
 
+// isMember is the condition that the ledger row is a member of the batch
+// whose ID is the parameter p, written so that SQLite looks the first
+// member up by cause and the others in ledger_batch_members.
+func isMember(p string) string {
+	return `(ledger.cause = ` + p + ` OR (ledger.batch = ` + p + ` AND ledger.batch <> ledger.cause)) AND ledger.batch = ` + p
+}
+
 // maxMembers caps a batch's members below any rule's cap, so that settling
 // one batch rewrites a bounded number of rows in one transaction.
 const maxMembers = 1000
@@ -153,7 +160,11 @@ func migrateToBatches(db *sql.DB) error {
 			}
 		}
 	}
-	if _, err := tx.Exec(`CREATE INDEX IF NOT EXISTS ledger_batch ON ledger (batch)`); err != nil {
+	// Only members other than the first: the first is found by its cause,
+	// which is the batch's ID, so a batch of one (every batch, without a
+	// window) costs no entry here, and inserting it one random-key index
+	// fewer (a third of Record's time). Queries find members with isMember.
+	if _, err := tx.Exec(`CREATE INDEX IF NOT EXISTS ledger_batch_members ON ledger (batch) WHERE batch <> cause`); err != nil {
 		return fmt.Errorf("indexing the ledger by batch: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -190,8 +201,8 @@ func (l *Ledger) prepare() error {
 			WHERE id = ? AND resend <= ?`},
 		// Members take their batch's state and reason, whether the batch
 		// just changed or a settle interrupted elsewhere left them behind.
-		{&l.stmts.syncMembers, `UPDATE ledger SET state = b.state, reason = b.reason, updated_at = ?
-			FROM batches b WHERE b.id = ? AND ledger.batch = b.id AND (ledger.state <> b.state OR ledger.reason <> b.reason)`},
+		{&l.stmts.syncMembers, `UPDATE ledger SET state = b.state, reason = b.reason, updated_at = ?1
+			FROM batches b WHERE b.id = ?2 AND ` + isMember("?2") + ` AND (ledger.state <> b.state OR ledger.reason <> b.reason)`},
 		{&l.stmts.batchExists, `SELECT 1 FROM batches WHERE id = ?`},
 		{&l.stmts.batch, `SELECT ` + batchColumns + ` FROM batches WHERE id = ?`},
 	} {
@@ -591,8 +602,8 @@ func (l *Ledger) Entries(ctx context.Context, f billing.EntryFilter) ([]billing.
 		args = append(args, f.Customer)
 	}
 	if f.Batch != "" {
-		where = append(where, `batch = ?`)
-		args = append(args, f.Batch)
+		where = append(where, isMember("?"))
+		args = append(args, f.Batch, f.Batch, f.Batch)
 	}
 	if f.After != "" {
 		where = append(where, `cause > ?`)
