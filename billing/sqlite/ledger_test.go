@@ -1,8 +1,11 @@
 package sqlite_test
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,5 +206,88 @@ func TestLedgerFromBeforeResends(t *testing.T) {
 	}
 	if b, err := l.Batch(ctx, "c"); err != nil || b.Resend != 1 || b.State != billing.Reported {
 		t.Fatalf("batch c = %+v, %v; want reported at resend 1", b, err)
+	}
+}
+
+// TestLedgerCapsMembers records more events of one window than a batch of
+// this ledger holds, with no cap in the rule: the rest start the next batch.
+func TestLedgerCapsMembers(t *testing.T) {
+	l := openLedger(t, t.TempDir())
+	at := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC)
+	evs := make([]billing.Event, 1001)
+	for i := range evs {
+		evs[i] = billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 1, ServedAt: at, Cause: fmt.Sprintf("c%04d", i)}
+	}
+	_, bs, err := l.Record(t.Context(), evs, billing.BatchRule{Window: time.Hour})
+	if err != nil || len(bs) != 2 || bs[0].Events != 1000 || bs[1].Events != 1 || bs[1].ID != "c1000" {
+		t.Fatalf("1001 events of one window = %d batches, %v; want 1000 then 1", len(bs), err)
+	}
+}
+
+// TestLedgerSettleUnknownAmongKnown settles a batch never recorded beside
+// one that was: the error names it and wraps ErrNotFound, the other applies.
+func TestLedgerSettleUnknownAmongKnown(t *testing.T) {
+	l := openLedger(t, t.TempDir())
+	ctx := t.Context()
+	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 1, ServedAt: time.Now(), Cause: "known"}
+	_, bs, err := l.Record(ctx, []billing.Event{ev}, billing.BatchRule{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Settle(ctx, billing.Settlement{Batch: billing.Batch{ID: "ghost"}, State: billing.Reported},
+		billing.Settlement{Batch: bs[0], State: billing.Reported})
+	if !errors.Is(err, billing.ErrNotFound) || !strings.Contains(err.Error(), "ghost") {
+		t.Fatalf("Settle = %v, want ErrNotFound naming ghost", err)
+	}
+	if b, err := l.Batch(ctx, "known"); err != nil || b.State != billing.Reported {
+		t.Fatalf("the known batch = %+v, %v; want reported", b, err)
+	}
+}
+
+// TestLedgerRefusesBadWindow records with a window that does not divide an
+// hour, which would let a batch straddle two hours, or two months.
+func TestLedgerRefusesBadWindow(t *testing.T) {
+	l := openLedger(t, t.TempDir())
+	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 1, ServedAt: time.Now(), Cause: "c"}
+	for _, w := range []time.Duration{7 * time.Minute, -time.Minute, 1500 * time.Millisecond} {
+		if _, _, err := l.Record(t.Context(), []billing.Event{ev}, billing.BatchRule{Window: w}); err == nil {
+			t.Fatalf("Record with window %v: no error", w)
+		}
+	}
+	if _, err := l.Batch(t.Context(), "c"); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("a refused Record left batch c: %v", err)
+	}
+}
+
+// TestLedgerBatchesPages lists more batches than one page of Batches,
+// many sharing a timestamp across the page boundary: each comes once.
+func TestLedgerBatchesPages(t *testing.T) {
+	l := openLedger(t, t.TempDir())
+	ctx := t.Context()
+	at := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC)
+	var evs []billing.Event
+	for i := range 1234 {
+		// Ten batches a millisecond, in an order that is not the IDs'.
+		evs = append(evs, billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 1,
+			ServedAt: at.Add(time.Duration(i/10) * time.Millisecond), Cause: fmt.Sprintf("c%04d", (i*7919)%1234)})
+	}
+	if _, _, err := l.Record(ctx, evs, billing.BatchRule{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []billing.BatchFilter{
+		{Customer: "did:mailto:a", From: at, To: at.Add(time.Second)},
+		{Customer: "did:mailto:a"}, // both ends open
+	} {
+		seen := make(map[string]bool)
+		err := l.Batches(ctx, f, func(b billing.Batch) error {
+			if seen[b.ID] {
+				t.Fatalf("batch %s listed twice", b.ID)
+			}
+			seen[b.ID] = true
+			return nil
+		})
+		if err != nil || len(seen) != 1234 {
+			t.Fatalf("Batches(%+v) listed %d of 1234, %v", f, len(seen), err)
+		}
 	}
 }
