@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -135,6 +136,23 @@ func TestLedgerFromBeforeBatches(t *testing.T) {
 		if e.Batch != e.Cause {
 			t.Fatalf("migrated entry %+v is not in the batch of its cause", e)
 		}
+	}
+	var indexes []string
+	rows, err := openFile(t, dir).Query(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger' AND sql IS NOT NULL ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		rows.Scan(&name)
+		indexes = append(indexes, name)
+	}
+	rows.Close()
+	if want := []string{"ledger_batch_members", "ledger_month", "ledger_unbilled"}; !slices.Equal(indexes, want) {
+		t.Fatalf("the migrated ledger's indexes = %v, want %v", indexes, want)
+	}
+	if es, err := l.Entries(ctx, billing.EntryFilter{States: []billing.State{billing.Pending, billing.Rejected}}); err != nil || len(es) != 2 {
+		t.Fatalf("pending and rejected entries = %+v, %v; want c2 and c3", es, err)
 	}
 
 	// Known events stay known; new ones are recorded beside them.
