@@ -8,6 +8,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	billingdynamodb "github.com/egressd/egressd/billing/dynamodb"
 	"github.com/egressd/egressd/internal/awsconfig"
 	"github.com/egressd/egressd/internal/awsinit"
 )
@@ -89,6 +90,21 @@ func awsCommand() *ffcli.Command {
 			}
 			if len(report.Tables) > 0 {
 				fmt.Printf("tables: ready (%d created, %d checked)\n", created, len(report.Tables)-created)
+			}
+			if res.Tables != nil {
+				// Ledger entries written before batches get a batch item
+				// each, so reconciling the hours before the upgrade counts
+				// them; a ledger already migrated (or new) is only scanned.
+				tables, client, err := backend.dynamoDB(cfg)
+				if err != nil {
+					return err
+				}
+				ledger := billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger})
+				n, err := ledger.MigrateToBatches(ctx)
+				if err != nil {
+					return fmt.Errorf("bringing the ledger's entries into batches: %w", err)
+				}
+				fmt.Printf("ledger: %d entries from before batches given a batch\n", n)
 			}
 			return nil
 		})
