@@ -7,7 +7,7 @@ import (
 
 // The worker holds every message it received (leased, invisible to other
 // workers) until it is settled. These keep those leases alive while events
-// wait for their customer or for Stripe, and hand them back on shutdown.
+// wait for their customer or for the sink, and hand them back on shutdown.
 
 // giveBack makes a message visible again at once, for another worker.
 func (w *Worker) giveBack(msg Message) {
@@ -38,7 +38,7 @@ func (w *Worker) untrack(msg Message) {
 }
 
 // extendLeases keeps the messages this worker holds invisible to other
-// workers while they wait for their customer or for Stripe.
+// workers while they wait for their customer or for the sink.
 func (w *Worker) extendLeases(ctx context.Context) {
 	t := time.NewTicker(w.cfg.Lease / 3)
 	defer t.Stop()
