@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -84,8 +83,8 @@ func BenchmarkReceiveAck(b *testing.B) {
 // BenchmarkLedgerRecord is the worker's first write: Record of a thousand
 // events a call (one fsync), from 1,000 customers or from one hot one, each
 // event its own batch or a customer's events of a minute in one. settle adds
-// the worker's last write, Settle of every batch made, a hundred a call (as
-// many as one sink request carries). ns/op is per event.
+// the worker's last write: one Settle of the batches made, as the worker
+// settles a round's batches. ns/op is per event.
 //
 // Causes are random, as CIDs are, so index inserts land on random pages as
 // they do in production; causes=sequential is the easy case the benchmark
@@ -146,23 +145,13 @@ func benchRecord(b *testing.B, random bool, customers int, window time.Duration,
 		}
 		batches += len(bs)
 		if settle {
-			// The worker settles each sink call's batches as its reply
-			// comes, from several goroutines: the committer groups them.
-			var wg sync.WaitGroup
-			for len(bs) > 0 {
-				n := min(100, len(bs))
-				ss := make([]billing.Settlement, n)
-				for i, batch := range bs[:n] {
-					ss[i] = billing.Settlement{Batch: batch, State: billing.Reported}
-				}
-				wg.Go(func() {
-					if err := l.Settle(ctx, ss...); err != nil {
-						b.Error(err)
-					}
-				})
-				bs = bs[n:]
+			ss := make([]billing.Settlement, len(bs))
+			for i, batch := range bs {
+				ss[i] = billing.Settlement{Batch: batch, State: billing.Reported}
 			}
-			wg.Wait()
+			if err := l.Settle(ctx, ss...); err != nil {
+				b.Fatal(err)
+			}
 		}
 		done += len(evs)
 	}
