@@ -17,6 +17,12 @@ type Batch struct {
 	// own cause. The sink's identifier derives from ID and Resend.
 	ID       string
 	Customer string
+	// Account is the sink account the batch was last sent to
+	// ("stripe:cus_..."), stored by Settle; empty until then, and for
+	// batches a ledger recorded before it kept accounts. Reconciling
+	// compares a batch with the account it was billed to, not with the
+	// customer's account of today.
+	Account string
 	// Timestamp is what the sink is told the usage happened at: the latest
 	// servedAt among the members, so it lies in the batch's window (and in
 	// the same UTC hour as every member).
