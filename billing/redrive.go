@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // RedriveFilter selects the ledger entries to send again.
@@ -16,7 +17,19 @@ type RedriveFilter struct {
 	States []State
 	// Customer narrows the redrive to one customer; empty is all.
 	Customer string
+	// Force sends failed and pending batches again even when they were last
+	// sent longer ago than ResendWindow (see Redrive).
+	Force bool
+	// Now is the clock; nil is the worker's.
+	Now func() time.Time
 }
+
+// ResendWindow is how long after a failed or pending batch was last sent a
+// redrive still sends it again by default. The sink may hold such a batch
+// (Stripe counted the event and its answer was lost), and Stripe forgets an
+// identifier 24 hours after it took it: sent again later, the batch would be
+// counted twice. Past the window, check with `billing reconcile` first.
+const ResendWindow = 23 * time.Hour
 
 // RedriveResult counts what a redrive did.
 type RedriveResult struct {
@@ -24,15 +37,25 @@ type RedriveResult struct {
 	Settled map[State]int
 	// Errors counts entries left as they were because a store failed.
 	Errors int
+	// Held counts entries of failed or pending batches last sent more than
+	// ResendWindow ago, left as they were (see RedriveFilter.Force).
+	Held int
+	// Repaired counts the events of batches whose members were brought back
+	// into line with them (a redrive or worker stopped half way through
+	// settling one).
+	Repaired int
 }
 
 // Redrive settles the batches of the selected entries again, like new ones,
 // once their cause is fixed (a billing account set, a sink configured, the
 // sink back up, a customer the sink did not know created). A batch goes with
 // the same identifier and value as before, so a batch the sink already has
-// is not counted twice; only a rejected batch goes under a new one (the
-// sink keeps a rejected identifier taken). Monthly totals do not change:
-// they counted the events when they were first recorded.
+// is not counted twice while the sink remembers the identifier; a failed or
+// pending batch last sent longer ago than ResendWindow is therefore held
+// back unless f.Force. Only a rejected batch goes under a new identifier
+// (the sink keeps a rejected one taken). Members found out of line with
+// their settled batch are repaired. Monthly totals do not change: they
+// counted the events when they were first recorded.
 func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, error) {
 	res := RedriveResult{Settled: make(map[State]int)}
 	states := f.States
@@ -54,6 +77,10 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 		res.Settled[state] += events
 	}
 
+	now := w.cfg.Now
+	if f.Now != nil {
+		now = f.Now
+	}
 	seen := make(map[string]bool) // batches already redriven
 	after := ""
 	for {
@@ -69,6 +96,8 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 		after = page[len(page)-1].Cause
 
 		byLane := make(map[string][]Batch)
+		var repair []Settlement
+		repairs := 0
 		for _, e := range page {
 			if seen[e.Batch] {
 				continue
@@ -80,18 +109,41 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 				tally("", 1, err)
 				continue
 			}
+			if b.State != e.State {
+				// The batch is settled and this member was left behind:
+				// bring the members into line, send nothing.
+				repair = append(repair, Settlement{Batch: b, State: b.State, Reason: b.Reason})
+				repairs += b.Events
+				continue
+			}
 			if !slices.Contains(states, b.State) {
-				continue // settled since the page was read
+				continue
+			}
+			if (b.State == Failed || b.State == Pending) && !f.Force && now().Sub(b.UpdatedAt) > ResendWindow {
+				w.log.Warn("redrive: batch last sent too long ago to send again safely; check with billing reconcile, then redrive with force",
+					"batch", b.ID, "customer", b.Customer, "state", b.State, "updated", b.UpdatedAt)
+				mu.Lock()
+				res.Held += b.Events
+				mu.Unlock()
+				continue
 			}
 			lane := w.lane(b.Customer)
 			byLane[lane] = append(byLane[lane], b)
+		}
+		if len(repair) > 0 {
+			if err := w.cfg.Ledger.Settle(ctx, repair...); err != nil {
+				w.log.Error("redrive: members left out of line with their batch", "err", err)
+				tally("", repairs, err)
+			} else {
+				res.Repaired += repairs
+			}
 		}
 		var wg sync.WaitGroup
 		for lane, batches := range byLane {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := w.serially(ctx, lane, w.limits.OneCallPerCustomer, func(ctx context.Context) {
+				err := w.serially(ctx, lane, func(ctx context.Context) {
 					w.redriveBatches(ctx, batches, tally)
 				})
 				if err != nil {

@@ -37,7 +37,8 @@ func (w *Worker) bill(ctx context.Context, batches []Batch) []outcomeOf {
 		case w.cfg.Sink == nil:
 			out[i].State, out[i].Reason = Unbillable, ReasonNoSink
 		default:
-			charges = append(charges, Charge{Account: account, Batch: b})
+			out[i].Batch.Account = account
+			charges = append(charges, Charge{Account: account, Batch: out[i].Batch})
 			index = append(index, i)
 		}
 	}
@@ -66,7 +67,16 @@ func (w *Worker) charge(ctx context.Context, charges []Charge) []outcomeOf {
 		for k, i := range todo {
 			send[k] = charges[i]
 		}
-		errs := w.cfg.Sink.Report(ctx, send)
+		errs, err := w.report(ctx, send)
+		if err != nil {
+			// The account could not be locked: nothing was sent, nothing
+			// is decided; the batches stay pending and are sent again
+			// when their messages come back.
+			for _, i := range todo {
+				out[i].err = err
+			}
+			return out
+		}
 		var again []int
 		var asked time.Duration
 		for k, i := range todo {
@@ -142,11 +152,39 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// serially runs fn holding lane's lock and one of the Concurrency slots, and,
-// when shared (the lane is a customer whose sink allows one call at a time)
-// and there is one, the customer's lock shared with other workers: the sink
-// would answer a second call in flight with a 429.
-func (w *Worker) serially(ctx context.Context, lane string, shared bool, fn func(ctx context.Context)) error {
+// report calls the sink. For a sink that takes one call per customer at a
+// time (MaxCharges is then 1), it holds the account's lock for the call:
+// this process's, and every worker's when there is a CustomerLock. The lock
+// is the account's, not the customer's, because the sink's rule is about its
+// own customers, which two of ours may share; and it is taken only around
+// the call, after the round is recorded, so a lock that cannot be had
+// delays billing but never keeps events out of the ledger. err is set when
+// the lock could not be had; nothing was sent then.
+func (w *Worker) report(ctx context.Context, charges []Charge) ([]error, error) {
+	if !w.limits.OneCallPerCustomer {
+		return w.cfg.Sink.Report(ctx, charges), nil
+	}
+	account := charges[0].Account
+	unlock, err := w.locks.lock(ctx, "account "+account)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if w.cfg.CustomerLock != nil {
+		held, unlockShared, err := w.cfg.CustomerLock.Lock(ctx, account)
+		if err != nil {
+			w.metrics.errors.WithLabelValues("customer_lock").Inc()
+			w.log.Error("locking an account across workers; its batches are sent when their events come back", "account", account, "err", err)
+			return nil, fmt.Errorf("locking %s across workers: %w", account, err)
+		}
+		defer unlockShared()
+		ctx = held
+	}
+	return w.cfg.Sink.Report(ctx, charges), nil
+}
+
+// serially runs fn holding lane's lock and one of the Concurrency slots.
+func (w *Worker) serially(ctx context.Context, lane string, fn func(ctx context.Context)) error {
 	unlock, err := w.locks.lock(ctx, lane)
 	if err != nil {
 		return err
@@ -158,22 +196,12 @@ func (w *Worker) serially(ctx context.Context, lane string, shared bool, fn func
 		return ctx.Err()
 	}
 	defer func() { <-w.active }()
-	if shared && w.cfg.CustomerLock != nil {
-		held, unlockShared, err := w.cfg.CustomerLock.Lock(ctx, lane)
-		if err != nil {
-			w.metrics.errors.WithLabelValues("customer_lock").Inc()
-			w.log.Error("locking a customer across workers; its events go back on the queue", "customer", lane, "err", err)
-			return err
-		}
-		defer unlockShared()
-		ctx = held
-	}
 	fn(ctx)
 	return nil
 }
 
-// customerLocks is a mutex per lane, kept only while someone holds or waits
-// for it.
+// customerLocks is a mutex per name (a lane, an account), kept only while
+// someone holds or waits for it.
 type customerLocks struct {
 	mu sync.Mutex
 	m  map[string]*customerLock

@@ -37,10 +37,11 @@ type WorkerConfig struct {
 	Ledger   Ledger
 	Accounts Accounts
 	// CustomerLock, when set, keeps workers on other machines from calling
-	// the sink for a customer at the same time as this one, for a sink that
-	// allows one call per customer at a time (within one worker such
-	// customers are always handled one call at a time). Nil when one
-	// worker process bills alone, as on the embedded backend.
+	// the sink for an account at the same time as this one, for a sink that
+	// allows one call per customer at a time (within one worker such calls
+	// always go one at a time). It is keyed by the sink's account
+	// ("stripe:cus_..."). Nil when one worker process bills alone, as on
+	// the embedded backend.
 	CustomerLock CustomerLock
 	// Sink is where batches are billed. Nil means none is configured:
 	// events are ledgered and counted, and marked unbillable with
@@ -153,6 +154,10 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Sink != nil {
 		limits = cfg.Sink.Limits()
 		limits.MaxCharges = max(1, limits.MaxCharges)
+		if limits.OneCallPerCustomer {
+			// One call holds one account's lock.
+			limits.MaxCharges = 1
+		}
 	}
 	rule := BatchRule{MaxBytes: limits.MaxValue, MaxEvents: cfg.MaxBatchEvents}
 	if limits.Aggregate {
@@ -309,8 +314,7 @@ func (w *Worker) take(lane string, all bool) []Message {
 // Once stop ends, messages not yet started go back to the queue; the round
 // in progress finishes unless ctx ends too.
 func (w *Worker) runLane(stop, ctx context.Context, lane string, slots chan struct{}, acks *acker) {
-	shared := w.limits.OneCallPerCustomer
-	err := w.serially(ctx, lane, shared, func(ctx context.Context) {
+	err := w.serially(ctx, lane, func(ctx context.Context) {
 		for {
 			msgs := w.take(lane, false)
 			if msgs == nil {
@@ -438,9 +442,12 @@ func (w *Worker) settleRound(ctx context.Context, msgs []Message, acks *acker) {
 	var decided []Settlement
 	for i, s := range settlements {
 		if s.State == "" {
-			// Nothing was decided (shutting down, account lookup failed).
-			for _, msg := range waiting[toSend[i].ID] {
-				finish(msg, w.storeFailed(ctx, "accounts", 1, s.err))
+			// Nothing was decided (shutting down, the account lookup or
+			// the account's lock failed): the batch stays pending.
+			msgs := waiting[toSend[i].ID]
+			o := w.storeFailed(ctx, "bill", len(msgs), s.err)
+			for _, msg := range msgs {
+				finish(msg, o)
 			}
 			continue
 		}

@@ -24,6 +24,7 @@ func billingCommand() *ffcli.Command {
 		worker              workerFlags
 		states              stringList
 		customer            string
+		force               bool
 		logFormat, logLevel string
 	)
 	fs := flag.NewFlagSet("billing redrive", flag.ContinueOnError)
@@ -32,6 +33,7 @@ func billingCommand() *ffcli.Command {
 	worker.registerSettle(fs)
 	fs.Var(&states, "state", "ledger state to re-send: unbillable, failed, rejected or pending (repeatable or comma-separated; rejected entries go under a new identifier); default: unbillable and failed")
 	fs.StringVar(&customer, "customer", "", "re-send only this customer's events (did:mailto:...); default: all customers")
+	fs.BoolVar(&force, "force", false, "also re-send failed and pending batches last sent more than 23h ago, which Stripe may already count (it forgets identifiers after 24h): check with billing reconcile first")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	redrive := command("redrive",
@@ -42,7 +44,7 @@ func billingCommand() *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			var filter billing.RedriveFilter
+			filter := billing.RedriveFilter{Force: force}
 			if filter.States, err = parseStates(states); err != nil {
 				return err
 			}
@@ -148,7 +150,7 @@ func listCommand() *ffcli.Command {
 }
 
 func printRedrive(res billing.RedriveResult) {
-	total := res.Errors
+	total := res.Errors + res.Held + res.Repaired
 	var parts []string
 	for _, s := range billing.States {
 		if n := res.Settled[s]; n > 0 {
@@ -161,6 +163,12 @@ func printRedrive(res billing.RedriveResult) {
 		return
 	}
 	line := fmt.Sprintf("redrive: %d entries: %s", total, strings.Join(parts, ", "))
+	if res.Repaired > 0 {
+		line += fmt.Sprintf("; %d brought into line with their settled batch", res.Repaired)
+	}
+	if res.Held > 0 {
+		line += fmt.Sprintf("; %d held back: their batches were last sent more than %v ago and Stripe may count them again (check with billing reconcile, then redrive with --force)", res.Held, billing.ResendWindow)
+	}
 	if res.Errors > 0 {
 		line += fmt.Sprintf("; %d left as they were (store errors, see the log)", res.Errors)
 	}
