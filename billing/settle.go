@@ -42,13 +42,30 @@ func (w *Worker) bill(ctx context.Context, batches []Batch) []outcomeOf {
 			index = append(index, i)
 		}
 	}
+	// A sink with a per-customer rule takes one charge a call, one call at
+	// a time (a lane is one customer); otherwise the round's calls go out
+	// together, up to Concurrency at once, so a lane holding one busy
+	// customer's thousand events does not wait for ten calls in a row.
+	parallel := 1
+	if !w.limits.OneCallPerCustomer {
+		parallel = w.cfg.Concurrency
+	}
+	slots := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
 	for start := 0; start < len(charges); start += w.limits.MaxCharges {
 		end := min(start+w.limits.MaxCharges, len(charges))
-		for k, o := range w.charge(ctx, charges[start:end]) {
-			o.Batch = out[index[start+k]].Batch
-			out[index[start+k]] = o
-		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			for k, o := range w.charge(ctx, charges[start:end]) {
+				o.Batch = out[index[start+k]].Batch
+				out[index[start+k]] = o
+			}
+		}()
 	}
+	wg.Wait()
 	return out
 }
 
