@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS batches (
 	state       TEXT NOT NULL,
 	reason      TEXT NOT NULL DEFAULT '',
 	recorded_at INTEGER NOT NULL,  -- unix ms
-	updated_at  INTEGER NOT NULL   -- unix ms
+	updated_at  INTEGER NOT NULL,  -- unix ms
+	account     TEXT NOT NULL DEFAULT ''  -- the sink account it was last sent to, '' until settled
 );
 -- id orders batches of one timestamp, so that Batches pages in index order.
 CREATE INDEX IF NOT EXISTS batches_customer ON batches (customer, ts, id);
@@ -83,7 +84,7 @@ const maxMembers = 1000
 
 const (
 	entryColumns = `cause, space, customer, resource, bytes, served_at, state, reason, recorded_at, updated_at, batch`
-	batchColumns = `id, customer, ts, bytes, events, resend, state, reason, recorded_at, updated_at`
+	batchColumns = `id, customer, ts, bytes, events, resend, state, reason, recorded_at, updated_at, account`
 )
 
 // Ledger is the embedded billing.Ledger in dataDir/ledger.db.
@@ -142,31 +143,42 @@ func (l *Ledger) Close() error {
 	return l.db.Close()
 }
 
-// migrate brings a ledger an older egressd created up to this schema: it
-// adds the batch column, which CREATE TABLE IF NOT EXISTS leaves out, and
-// makes each entry a batch of one, the batch's ID its cause, with the
-// entry's state, reason and resend (the column that held resends before
-// batches did); and it drops the index ledger_unbilled replaces. One
-// transaction, taking the write lock first: another process opening the
-// same file at once waits, then finds the work done.
+// migrate brings a ledger an older egressd created up to this schema,
+// adding the columns CREATE TABLE IF NOT EXISTS leaves out: batches'
+// account (empty: which account those batches went to was not kept), and
+// ledger's batch, making each entry a batch of one, the batch's ID its
+// cause, with the entry's state, reason and resend (the column that held
+// resends before batches did); and it drops the index ledger_unbilled
+// replaces. One transaction, taking the write lock first: another process
+// opening the same file at once waits, then finds the work done.
 func migrate(db *sql.DB) error {
 	tx, err := db.Begin()
 	if err != nil {
 		return fmt.Errorf("migrating the ledger to batches: %w", err)
 	}
 	defer tx.Rollback()
-	hasColumn := func(name string) (bool, error) {
+	hasColumn := func(table, name string) (bool, error) {
 		var n int
-		err := tx.QueryRow(`SELECT count(*) FROM pragma_table_info('ledger') WHERE name = ?`, name).Scan(&n)
+		err := tx.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, table, name).Scan(&n)
 		return n > 0, err
 	}
-	hasBatch, err := hasColumn("batch")
+	// First, so that batches has every column of batchColumns below.
+	hasAccount, err := hasColumn("batches", "account")
+	if err != nil {
+		return fmt.Errorf("reading the batches' columns: %w", err)
+	}
+	if !hasAccount {
+		if _, err := tx.Exec(`ALTER TABLE batches ADD COLUMN account TEXT NOT NULL DEFAULT ''`); err != nil {
+			return fmt.Errorf("adding the batches' account column: %w", err)
+		}
+	}
+	hasBatch, err := hasColumn("ledger", "batch")
 	if err != nil {
 		return fmt.Errorf("reading the ledger's columns: %w", err)
 	}
 	if !hasBatch {
 		resend := "0" // a ledger from before resends
-		if ok, err := hasColumn("resend"); err != nil {
+		if ok, err := hasColumn("ledger", "resend"); err != nil {
 			return fmt.Errorf("reading the ledger's columns: %w", err)
 		} else if ok {
 			resend = "resend"
@@ -175,7 +187,7 @@ func migrate(db *sql.DB) error {
 			`ALTER TABLE ledger ADD COLUMN batch TEXT NOT NULL DEFAULT ''`,
 			`UPDATE ledger SET batch = cause`,
 			`INSERT INTO batches (` + batchColumns + `)
-				SELECT cause, customer, served_at, bytes, 1, ` + resend + `, state, reason, recorded_at, updated_at FROM ledger
+				SELECT cause, customer, served_at, bytes, 1, ` + resend + `, state, reason, recorded_at, updated_at, '' FROM ledger
 				WHERE true ON CONFLICT (id) DO NOTHING`, // WHERE: SQLite's parser needs it before ON CONFLICT
 		} {
 			if _, err := tx.Exec(stmt); err != nil {
@@ -207,7 +219,7 @@ func (l *Ledger) prepare() error {
 		{&l.stmts.known, `SELECT ` + entryColumns + ` FROM ledger WHERE cause IN (SELECT value FROM json_each(?))`},
 		{&l.stmts.insertEntry, `INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, reason, recorded_at, updated_at, batch)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&l.stmts.insertBatch, `INSERT INTO batches (` + batchColumns + `) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`},
+		{&l.stmts.insertBatch, `INSERT INTO batches (` + batchColumns + `) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, '')`},
 		// SQLite turns an integer sum past 2^63-1 into an inexact REAL,
 		// which no report of the month could read. The WHERE clause skips
 		// the update (no row changes) when the sum would pass it, or when
@@ -221,7 +233,9 @@ func (l *Ledger) prepare() error {
 			ON CONFLICT (customer, month, space) DO UPDATE SET bytes = monthly.bytes + excluded.bytes, events = monthly.events + excluded.events`},
 		// The rules of billing.Ledger.Settle: never below the stored resend,
 		// never out of reported, out of rejected only for a higher resend.
-		{&l.stmts.settle, `UPDATE batches SET state = ?, reason = ?, resend = ?, updated_at = ?
+		// An empty account keeps the stored one: a settlement that never
+		// reached the sink says nothing about where the batch went before.
+		{&l.stmts.settle, `UPDATE batches SET state = ?, reason = ?, resend = ?, updated_at = ?, account = coalesce(nullif(?, ''), account)
 			WHERE id = ? AND resend <= ? AND state <> '` + string(billing.Reported) + `' AND (state <> '` + string(billing.Rejected) + `' OR resend < ?)`},
 		{&l.stmts.reject, `UPDATE batches SET state = '` + string(billing.Rejected) + `', reason = ?, resend = ?, updated_at = ?
 			WHERE id = ? AND resend <= ?`},
@@ -472,7 +486,8 @@ func (l *Ledger) Batch(ctx context.Context, id string) (billing.Batch, error) {
 	return b, nil
 }
 
-// Settle applies the settlements in one transaction. A settlement of a
+// Settle applies the settlements in one transaction, storing each batch's
+// Account when it is set and the settlement applies. A settlement of a
 // batch never recorded changes nothing and is named in the error, which
 // wraps ErrNotFound; the others still apply.
 func (l *Ledger) Settle(ctx context.Context, settlements ...billing.Settlement) error {
@@ -488,7 +503,7 @@ func (l *Ledger) Settle(ctx context.Context, settlements ...billing.Settlement) 
 		settle := tx.Stmt(l.stmts.settle)
 		for _, s := range settlements {
 			b := s.Batch
-			res, err := settle.Exec(s.State, s.Reason, b.Resend, now, b.ID, b.Resend, b.Resend)
+			res, err := settle.Exec(s.State, s.Reason, b.Resend, now, b.Account, b.ID, b.Resend, b.Resend)
 			if err != nil {
 				return fmt.Errorf("settling batch %s: %w", b.ID, err)
 			}
@@ -511,8 +526,8 @@ func (l *Ledger) Settle(ctx context.Context, settlements ...billing.Settlement) 
 	return nil
 }
 
-// Reject moves the batch id to rejected, unless it was settled under a
-// higher resend.
+// Reject moves the batch id to rejected, keeping the account it was sent
+// to, unless it was settled under a higher resend.
 func (l *Ledger) Reject(ctx context.Context, id string, resend int, reason string) error {
 	found := false
 	err := l.writes.Do(func(tx *sql.Tx) error {
@@ -770,7 +785,7 @@ func scanBatch(row interface{ Scan(...any) error }) (billing.Batch, error) {
 		state                   string
 		ts, recorded, updatedAt int64
 	)
-	if err := row.Scan(&b.ID, &b.Customer, &ts, &b.Bytes, &b.Events, &b.Resend, &state, &b.Reason, &recorded, &updatedAt); err != nil {
+	if err := row.Scan(&b.ID, &b.Customer, &ts, &b.Bytes, &b.Events, &b.Resend, &state, &b.Reason, &recorded, &updatedAt, &b.Account); err != nil {
 		return billing.Batch{}, err
 	}
 	b.State = billing.State(state)

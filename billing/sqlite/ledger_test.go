@@ -227,6 +227,38 @@ func TestLedgerFromBeforeResends(t *testing.T) {
 	}
 }
 
+// TestLedgerFromBeforeAccounts opens a ledger whose batches table an
+// egressd from before Batch.Account created: the column is added, its
+// batches read with no account, and settling stores one.
+func TestLedgerFromBeforeAccounts(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	l := openLedger(t, dir)
+	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 5, ServedAt: time.Now(), Cause: "c"}
+	if _, _, err := l.Record(ctx, []billing.Event{ev}, billing.BatchRule{}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := openFile(t, dir).Exec(`ALTER TABLE batches DROP COLUMN account`); err != nil {
+		t.Fatal(err)
+	}
+
+	l = openLedger(t, dir)
+	b, err := l.Batch(ctx, "c")
+	if err != nil || b.Account != "" || b.State != billing.Pending {
+		t.Fatalf("batch c after adding accounts = %+v, %v; want pending with no account", b, err)
+	}
+	b.Account = "stripe:cus_1"
+	if err := l.Settle(ctx, billing.Settlement{Batch: b, State: billing.Reported}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = openLedger(t, dir)
+	if b, err := l.Batch(ctx, "c"); err != nil || b.Account != "stripe:cus_1" || b.State != billing.Reported {
+		t.Fatalf("batch c = %+v, %v; want reported to stripe:cus_1", b, err)
+	}
+}
+
 // TestLedgerCapsMembers records more events of one window than a batch of
 // this ledger holds, with no cap in the rule: the rest start the next batch.
 func TestLedgerCapsMembers(t *testing.T) {
