@@ -108,6 +108,11 @@ func batchItem(b billing.Batch, members []billing.Event) map[string]types.Attrib
 	item["recordedAt"] = str(formatTime(b.RecordedAt))
 	item["updatedAt"] = str(formatTime(b.UpdatedAt))
 	item["version"] = num(0)
+	// Only once there is one: a new batch has none, and every byte of an
+	// item costs write units each time Settle rewrites it.
+	if b.Account != "" {
+		item["account"] = str(b.Account)
+	}
 	return item
 }
 
@@ -148,6 +153,7 @@ func decodeBatch(item map[string]types.AttributeValue) (billing.Batch, error) {
 	b := billing.Batch{
 		ID:       stringAttr(item, "id"),
 		Customer: stringAttr(item, "customer"),
+		Account:  stringAttr(item, "account"),
 		Reason:   stringAttr(item, "reason"),
 	}
 	var err error
@@ -191,7 +197,7 @@ func soloBatch(item map[string]types.AttributeValue) (billing.Batch, error) {
 		return billing.Batch{}, fmt.Errorf("entry %s: %w", e.Cause, err)
 	}
 	return billing.Batch{
-		ID: e.Cause, Customer: e.Customer, Timestamp: e.ServedAt, Bytes: e.Bytes, Events: 1,
+		ID: e.Cause, Customer: e.Customer, Account: stringAttr(item, "account"), Timestamp: e.ServedAt, Bytes: e.Bytes, Events: 1,
 		Resend: int(resend), State: e.State, Reason: e.Reason, RecordedAt: e.RecordedAt, UpdatedAt: e.UpdatedAt,
 	}, nil
 }

@@ -35,9 +35,10 @@
 //	            that Batches lists them too.
 //	batch       pk "batch#<customer>", sk "<13-digit Unix ms>#<id>": the
 //	            batch's timestamp, bytes, events, members (their causes,
-//	            in order), resend, state, reason and a version that every
-//	            Settle or Reject that applies bumps. The state of a batch
-//	            is here; its members copy it. Batches of one customer in
+//	            in order), resend, state, reason, account (the sink
+//	            account it was last sent to, once a Settle names one)
+//	            and a version that every Settle or Reject that applies
+//	            bumps. The state of a batch is here; its members copy it. Batches of one customer in
 //	            a time range are a query.
 //	month       pk "month#<YYYY-MM>", sk "<customer>#<space>": that the
 //	            month has a total for this customer and space, so usage

@@ -19,10 +19,10 @@ const migrateAttempts = 5
 
 // MigrateToBatches gives every entry an egressd from before batches wrote a
 // batch item of its own (the batch's ID its cause, with the entry's state,
-// reason and resend), so that Batches lists it and reconciling the hours
-// before the upgrade with the sink counts it. Until then such an entry is
-// read, settled and rejected as a batch of one all the same; only listing
-// needs this. Entries adopted from w3infra's pipeline stay as they are:
+// reason, resend and account), so that Batches lists it and reconciling
+// the hours before the upgrade with the sink counts it. Until then such an
+// entry is read, settled and rejected as a batch of one all the same; only
+// listing needs this. Entries adopted from w3infra's pipeline stay as they are:
 // w3infra, not egressd, sent their charges. It scans the ledger table once
 // (read units for the whole table) and writes one transaction per entry
 // migrated, and may run while workers settle: an entry changed under it is
@@ -61,7 +61,8 @@ func (l *Ledger) MigrateToBatches(ctx context.Context) (int, error) {
 
 // migrate writes the batch item of an entry from before batches and names
 // it in the entry, in one transaction on condition that the entry is as
-// read; an entry changed meanwhile is read again.
+// read; an entry changed meanwhile is read again. The entry's resend and
+// account move to the batch item, which holds them from then on.
 func (l *Ledger) migrate(ctx context.Context, entry map[string]types.AttributeValue) (bool, error) {
 	for attempt := 1; ; attempt++ {
 		b, err := soloBatch(entry)
@@ -87,7 +88,7 @@ func (l *Ledger) migrate(ctx context.Context, entry map[string]types.AttributeVa
 			{Update: &types.Update{
 				TableName:                 aws.String(l.tables.Ledger),
 				Key:                       entryKey(b.ID),
-				UpdateExpression:          aws.String("SET #batch = :id, batchAt = :at, batchVersion = :zero REMOVE resend"),
+				UpdateExpression:          aws.String("SET #batch = :id, batchAt = :at, batchVersion = :zero REMOVE resend, account"),
 				ConditionExpression:       aws.String("attribute_not_exists(#batch) AND " + unchanged + " AND #state = :state AND #reason = :reason"),
 				ExpressionAttributeNames:  map[string]string{"#batch": "batch", "#state": "state", "#reason": "reason"},
 				ExpressionAttributeValues: values,

@@ -116,3 +116,52 @@ func checkEntry(t *testing.T, l billing.Ledger, cause string, state billing.Stat
 		t.Fatalf("entries of batch %s = %+v, %v; want one, %s", cause, es, err, state)
 	}
 }
+
+// TestAccountOfAnEntryFromBeforeBatches: an entry from before batches is
+// settled as a batch of one by itself, so the account it was billed to is
+// kept on the entry until MigrateToBatches moves it to the batch item;
+// either way Batch returns it, and a settlement or rejection that names no
+// account keeps it.
+func TestAccountOfAnEntryFromBeforeBatches(t *testing.T) {
+	ctx := context.Background()
+	client, tables := newTables(t)
+	l := newLedger(client, tables)
+	putOldEntry(t, client, tables.Ledger, "bafyold", billing.Pending, "", 0)
+	account := func(want string) {
+		t.Helper()
+		if b, err := l.Batch(ctx, "bafyold"); err != nil || b.Account != want {
+			t.Fatalf("batch bafyold = %+v, %v; want account %q", b, err, want)
+		}
+	}
+	b, err := l.Batch(ctx, "bafyold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Account = "stripe:cus_1"
+	if err := l.Settle(ctx, billing.Settlement{Batch: b, State: billing.Failed, Reason: "sink down"}); err != nil {
+		t.Fatal(err)
+	}
+	account("stripe:cus_1")
+	if err := l.Reject(ctx, "bafyold", 0, "no meter"); err != nil {
+		t.Fatal(err)
+	}
+	account("stripe:cus_1")
+
+	if n, err := l.MigrateToBatches(ctx); err != nil || n != 1 {
+		t.Fatalf("MigrateToBatches = %d, %v; want 1", n, err)
+	}
+	account("stripe:cus_1")
+	if got := getItem(t, client, tables.Ledger, "entry#bafyold", "entry"); got["account"] != "" || got["batch"] != "bafyold" {
+		t.Fatalf("migrated entry = %v; want its batch named and its account moved to the batch item", got)
+	}
+	b, err = l.Batch(ctx, "bafyold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Resend, b.Account = 1, ""
+	if err := l.Settle(ctx, billing.Settlement{Batch: b, State: billing.Reported}); err != nil {
+		t.Fatal(err)
+	}
+	checkEntry(t, l, "bafyold", billing.Reported)
+	account("stripe:cus_1")
+}

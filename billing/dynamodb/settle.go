@@ -70,8 +70,9 @@ func (l *Ledger) locate(ctx context.Context, id string) (entry, key map[string]t
 }
 
 // Settle moves each batch, and its members, to its state with its reason,
-// on the rules of billing.Ledger. Settlements of one batch apply in order;
-// of different batches, side by side.
+// on the rules of billing.Ledger, storing the batch's Account when it is
+// set. Settlements of one batch apply in order; of different batches, side
+// by side.
 func (l *Ledger) Settle(ctx context.Context, settlements ...billing.Settlement) error {
 	var ids []string
 	byID := make(map[string][]billing.Settlement)
@@ -87,7 +88,7 @@ func (l *Ledger) Settle(ctx context.Context, settlements ...billing.Settlement) 
 	return parallel(ctx, len(ids), func(ctx context.Context, i int) error {
 		for _, s := range byID[ids[i]] {
 			c := change{
-				id: s.Batch.ID, resend: s.Batch.Resend, state: s.State, reason: s.Reason, condition: settleCondition,
+				id: s.Batch.ID, resend: s.Batch.Resend, account: s.Batch.Account, state: s.State, reason: s.Reason, condition: settleCondition,
 				// Where the batch item is, if the caller's batch is the
 				// ledger's: no read needed to find it.
 				key: batchKey(s.Batch.Customer, s.Batch.Timestamp, s.Batch.ID),
@@ -101,7 +102,8 @@ func (l *Ledger) Settle(ctx context.Context, settlements ...billing.Settlement) 
 }
 
 // Reject moves the batch id and its members to rejected with reason, and
-// stores resend, unless the batch was settled under a later resend.
+// stores resend, unless the batch was settled under a later resend. The
+// account it was billed to stays.
 func (l *Ledger) Reject(ctx context.Context, id string, resend int, reason string) error {
 	c := change{id: id, resend: resend, state: billing.Rejected, reason: reason, condition: rejectCondition}
 	if err := l.change(ctx, c); err != nil {
@@ -112,8 +114,11 @@ func (l *Ledger) Reject(ctx context.Context, id string, resend int, reason strin
 
 // change is a state change of one batch.
 type change struct {
-	id        string
-	resend    int
+	id     string
+	resend int
+	// account is the sink account the batch went to; empty keeps the
+	// stored one (a settlement that never reached the sink, a rejection).
+	account   string
 	state     billing.State
 	reason    string
 	condition string
@@ -135,7 +140,20 @@ func (c change) values(now time.Time) map[string]types.AttributeValue {
 		values[":reported"] = str(string(billing.Reported))
 		values[":rejected"] = str(string(billing.Rejected))
 	}
+	if c.account != "" {
+		values[":account"] = str(c.account)
+	}
 	return values
+}
+
+// update is the update expression of c over an item whose state, resend
+// and updatedAt it sets, then more.
+func (c change) update(more string) string {
+	u := "SET #state = :state, #reason = :reason, resend = :resend, updatedAt = :now"
+	if c.account != "" {
+		u += ", account = :account"
+	}
+	return u + more
 }
 
 // change applies c to its batch item, or to the entry that is the batch,
@@ -178,7 +196,7 @@ func (l *Ledger) changeBatch(ctx context.Context, c change, key map[string]types
 	out, err := l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(l.tables.Ledger),
 		Key:                                 key,
-		UpdateExpression:                    aws.String("SET #state = :state, #reason = :reason, resend = :resend, updatedAt = :now ADD version :one"),
+		UpdateExpression:                    aws.String(c.update(" ADD version :one")),
 		ConditionExpression:                 aws.String("attribute_exists(pk) AND " + c.condition),
 		ExpressionAttributeNames:            map[string]string{"#state": "state", "#reason": "reason"},
 		ExpressionAttributeValues:           values,
@@ -298,7 +316,7 @@ func (l *Ledger) changeSolo(ctx context.Context, c change) (migrated bool, err e
 	_, err = l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        aws.String(l.tables.Ledger),
 		Key:              entryKey(c.id),
-		UpdateExpression: aws.String("SET #state = :state, #reason = :reason, updatedAt = :now, stateKey = :stateKey, resend = :resend"),
+		UpdateExpression: aws.String(c.update(", stateKey = :stateKey")),
 		// Once it has a batch item, the batch item is where its state is.
 		ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(#batch) AND " + c.condition),
 		ExpressionAttributeNames:            map[string]string{"#state": "state", "#reason": "reason", "#batch": "batch"},

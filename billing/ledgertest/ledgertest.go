@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) billing.Ledger) {
 		"ConcurrentDuplicates": testConcurrentDuplicates,
 		"Settle":               testSettle,
 		"SettleResend":         testSettleResend,
+		"SettleAccount":        testSettleAccount,
 		"Reject":               testReject,
 		"Count":                testCount,
 		"Entries":              testEntries,
@@ -171,7 +172,7 @@ func checkBatch(t *testing.T, got, want billing.Batch) {
 	t.Helper()
 	if got.ID != want.ID || got.Customer != want.Customer || !got.Timestamp.Equal(want.Timestamp) ||
 		got.Bytes != want.Bytes || got.Events != want.Events || got.Resend != want.Resend ||
-		got.State != want.State || got.Reason != want.Reason {
+		got.State != want.State || got.Reason != want.Reason || got.Account != want.Account {
 		t.Fatalf("batch = %+v\nwant    %+v", got, want)
 	}
 	if got.RecordedAt.IsZero() || got.UpdatedAt.IsZero() {
@@ -575,6 +576,90 @@ func testSettleResend(t *testing.T, l billing.Ledger) {
 	checkMembers(t, l, b.ID, billing.Failed, "sink down", "sr")
 	settle(t, l, b, billing.Reported, "")
 	checkMembers(t, l, b.ID, billing.Reported, "", "sr")
+}
+
+// testSettleAccount follows the account a batch was billed to, which
+// reconciling compares it with: a settlement that names one stores it, one
+// that names none (the batch never reached the sink this time) keeps the
+// stored one, a rejection keeps it, a redrive to another account replaces
+// it, and a settlement too late to apply changes it no more than the
+// state. Batch and Batches both return it.
+func testSettleAccount(t *testing.T, l billing.Ledger) {
+	ctx := context.Background()
+	_, bs := record(t, l, minute,
+		event("ac1", "did:mailto:a", "did:key:s1", 1, tenAM),
+		event("ac2", "did:mailto:a", "did:key:s1", 2, tenAM),
+		event("ac3", "did:mailto:a", "did:key:s1", 4, tenAM.Add(time.Minute)))
+	if len(bs) != 2 {
+		t.Fatalf("batches = %+v, want 2", bs)
+	}
+	b, other := bs[0], bs[1]
+	if b.Account != "" {
+		t.Fatalf("a batch just recorded has account %q, want none", b.Account)
+	}
+	check := func(want billing.Batch) {
+		t.Helper()
+		checkBatch(t, getBatch(t, l, want.ID), want)
+		var listed []billing.Batch
+		err := l.Batches(ctx, billing.BatchFilter{Customer: "did:mailto:a", From: tenAM, To: tenAM.Add(time.Hour)}, func(got billing.Batch) error {
+			if got.ID == want.ID {
+				listed = append(listed, got)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Batches: %v", err)
+		}
+		if len(listed) != 1 {
+			t.Fatalf("Batches listed %s %d times, want once", want.ID, len(listed))
+		}
+		checkBatch(t, listed[0], want)
+	}
+	want := billing.Batch{ID: "ac1", Customer: "did:mailto:a", Timestamp: tenAM, Bytes: 3, Events: 2, State: billing.Pending}
+	check(want)
+
+	// Sent to cus_1, which failed: the account is stored with the failure.
+	sent := b
+	sent.Account = "stripe:cus_1"
+	settle(t, l, sent, billing.Failed, "sink down")
+	want.Account, want.State, want.Reason = "stripe:cus_1", billing.Failed, "sink down"
+	check(want)
+	checkMembers(t, l, b.ID, billing.Failed, "sink down", "ac1", "ac2")
+
+	// A settlement without an account keeps it.
+	settle(t, l, b, billing.Reported, "")
+	want.State, want.Reason = billing.Reported, ""
+	check(want)
+
+	// Too late to apply: a reported batch keeps its account as its state.
+	late := b
+	late.Account = "stripe:cus_late"
+	settle(t, l, late, billing.Failed, "late")
+	check(want)
+
+	// The sink rejects it: the account it was billed to stays.
+	if err := l.Reject(ctx, b.ID, 0, "meter_event_customer_not_found"); err != nil {
+		t.Fatalf("Reject: %v", err)
+	}
+	want.State, want.Reason = billing.Rejected, "meter_event_customer_not_found"
+	check(want)
+
+	// A redrive sends it to the customer's new account: that is stored.
+	resent := getBatch(t, l, b.ID)
+	resent.Resend++
+	resent.Account = "stripe:cus_2"
+	settle(t, l, resent, billing.Reported, "")
+	want.Resend, want.Account, want.State, want.Reason = 1, "stripe:cus_2", billing.Reported, ""
+	check(want)
+	checkMembers(t, l, b.ID, billing.Reported, "", "ac1", "ac2")
+
+	// Accounts are each batch's own; settling several at once stores each.
+	other.Account = "stripe:cus_3"
+	if err := l.Settle(ctx, billing.Settlement{Batch: other, State: billing.Reported}, billing.Settlement{Batch: resent, State: billing.Reported}); err != nil {
+		t.Fatal(err)
+	}
+	check(billing.Batch{ID: "ac3", Customer: "did:mailto:a", Timestamp: tenAM.Add(time.Minute), Bytes: 4, Events: 1, State: billing.Reported, Account: "stripe:cus_3"})
+	check(want)
 }
 
 // testReject follows a batch the sink accepted, then rejected in an
