@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"sort"
-	"strings"
 	"time"
 
 	stripego "github.com/stripe/stripe-go/v81"
@@ -25,6 +22,8 @@ import (
 // batches, each one meter event stamped inside its hour) with what Stripe
 // bills (its meter event summaries). Stripe offers no list of the meter
 // events it holds, only these totals, which is why the comparison is by hour.
+// Stripe sums by its own customer, so each hour is compared account by
+// account: an account's summary with the batches billed to that account.
 
 // Limits of reconciliation.
 const (
@@ -78,12 +77,16 @@ type ReconcileConfig struct {
 	Now func() time.Time
 }
 
-// ReconcileCustomer is a customer and its account.
+// ReconcileCustomer is a customer and its account of today.
 type ReconcileCustomer struct {
 	Customer string `json:"customer"`
-	// Account is "stripe:cus_..."; "" when the customer has none, in which
-	// case it is skipped.
+	// Account is "stripe:cus_..."; "" when the customer has none. Only
+	// this account is corrected; batches billed to others are compared
+	// with those.
 	Account string `json:"account"`
+	// Unknown is true when the customer store does not know the customer
+	// (Account is then "").
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // HourStatus is what reconciliation found for one customer's hour.
@@ -105,14 +108,17 @@ const (
 	Unmended HourStatus = "unmended"
 )
 
-// ReconcileHour is one customer's hour in which the ledger or Stripe
-// counts any bytes.
+// ReconcileHour is one customer's hour at one account in which the ledger
+// or Stripe counts any bytes.
 type ReconcileHour struct {
-	Customer string    `json:"customer"`
-	Account  string    `json:"account"`
-	Hour     time.Time `json:"hour"`
-	// Ledger is the bytes of the hour's reported batches, Stripe its
-	// summary, Drift Stripe - Ledger: above zero Stripe bills more than the
+	Customer string `json:"customer"`
+	// Account is the account compared: the customer's of today, or one the
+	// ledger billed some of its batches to before (Former).
+	Account string    `json:"account"`
+	Former  bool      `json:"former,omitempty"`
+	Hour    time.Time `json:"hour"`
+	// Ledger is the bytes of the hour's batches reported to Account, Stripe
+	// Account's summary, Drift Stripe - Ledger: above zero Stripe bills more than the
 	// ledger reported (an over-report), below zero less (an under-report).
 	Ledger int64      `json:"ledger"`
 	Stripe int64      `json:"stripe"`
@@ -128,8 +134,10 @@ type ReconcileHour struct {
 type ReconcileAction struct {
 	// Kind is "correction" (a meter event adding Value bytes to Hour) or
 	// "cancel" (a cancel adjustment of Batch's meter event, Value bytes).
-	Kind       string    `json:"kind"`
-	Customer   string    `json:"customer"`
+	Kind     string `json:"kind"`
+	Customer string `json:"customer"`
+	// Account is the account of the hour mended.
+	Account    string    `json:"account"`
 	Hour       time.Time `json:"hour"`
 	Identifier string    `json:"identifier"`
 	Value      int64     `json:"value"`
@@ -140,10 +148,14 @@ type ReconcileAction struct {
 	Result string `json:"result"`
 }
 
-// SkippedCustomer is a customer that was not reconciled, and why.
+// SkippedCustomer is a customer whose batches, some or all, could be
+// compared with no account, and why.
 type SkippedCustomer struct {
 	Customer string `json:"customer"`
 	Reason   string `json:"reason"`
+	// Bytes is what the ledger reported of those batches in the range:
+	// billed, but unexamined.
+	Bytes int64 `json:"bytes"`
 }
 
 // ReconcileReport is what Reconcile found and did.
@@ -154,17 +166,23 @@ type ReconcileReport struct {
 	EventName string    `json:"eventName"`
 	Meter     string    `json:"meter"`
 	Fix       bool      `json:"fix"`
-	// Customers is how many customers were compared.
+	// Customers is how many customers had at least one account compared.
 	Customers int               `json:"customers"`
 	Hours     []ReconcileHour   `json:"hours"`
 	Actions   []ReconcileAction `json:"actions"`
 	Skipped   []SkippedCustomer `json:"skipped"`
 }
 
-// OK reports whether every hour matches or was mended.
+// OK reports whether every hour matches or was mended, and no reported
+// bytes went unexamined.
 func (r ReconcileReport) OK() bool {
 	for _, h := range r.Hours {
 		if h.Status != Match && h.Status != Mended {
+			return false
+		}
+	}
+	for _, s := range r.Skipped {
+		if s.Bytes != 0 {
 			return false
 		}
 	}
@@ -191,17 +209,27 @@ func CheckRange(from, to time.Time) (time.Time, time.Time, error) {
 	return from, to, nil
 }
 
-// Reconcile compares the ledger with Stripe for each customer and hour of
-// the range, and with Fix mends what it can:
+// Reconcile compares the ledger with Stripe for each customer, account and
+// hour of the range, and with Fix mends what it can.
+//
+// A batch is compared with the account the ledger says it was billed to
+// (Batch.Account), one from before the ledger kept accounts with the
+// customer's account of today. So once a customer's account changes, what
+// was billed to the old one is compared with the old one, not taken for an
+// under-report of the new one.
 //
 //   - An under-report (Stripe bills less) gets a correction: one meter
 //     event of the missing bytes, stamped inside the hour, under an
-//     identifier derived from the customer, the hour and the two totals
-//     compared (CorrectionIdentifier). A run that repeats before Stripe's
-//     summary shows the correction compares the same totals, sends the
-//     same identifier, and Stripe refuses it as a duplicate: nothing is
-//     counted twice. Once the summary shows it, the hour matches. Hours
-//     older than Stripe's 35 days cannot be corrected.
+//     identifier derived from the account, the hour and the ledger's total,
+//     not Stripe's (CorrectionIdentifier). A run that repeats while the
+//     ledger's total stands sends the same identifier, however Stripe's
+//     summary moved meanwhile, and Stripe refuses it as a duplicate: a
+//     shortfall is corrected once. Only the customer's account of today is
+//     corrected; a former account's under-report is named. Nor is an hour
+//     corrected while the ledger holds any of its batches as pending or
+//     failed: they were sent, or will be, and Stripe may count them yet, so
+//     a correction could bill them twice; such hours are named, to redrive
+//     or wait for. Hours older than Stripe's 35 days cannot be corrected.
 //   - An over-report (Stripe bills more) can only be cancelled event by
 //     event, by identifier, within 24 hours of Stripe receiving the event.
 //     The only identifiers reconciliation can name are those of the hour's
@@ -221,6 +249,11 @@ func CheckRange(from, to time.Time) (time.Time, time.Time, error) {
 // though Stripe no longer bills it; the next reconciliation finds that
 // hour under-reported and corrects it. Redrive before reconciling to
 // avoid the round trip.
+//
+// A customer without an account of today, or with one that is not a
+// Stripe customer, is listed as skipped with the bytes of its reported
+// batches no account could be compared for (those billed before accounts
+// were kept); the report is not OK while any are.
 //
 // Hours the ledger changed within Settle are compared but neither trusted
 // nor mended. Errors from Stripe on a correction or cancel are kept in the
@@ -244,17 +277,7 @@ func Reconcile(ctx context.Context, cfg ReconcileConfig) (ReconcileReport, error
 		return rep, err
 	}
 	for _, c := range cfg.Customers {
-		stripeCustomer, ok := strings.CutPrefix(c.Account, "stripe:")
-		switch {
-		case c.Account == "":
-			rep.Skipped = append(rep.Skipped, SkippedCustomer{c.Customer, "no Stripe account"})
-			continue
-		case !ok || !strings.HasPrefix(stripeCustomer, "cus_"):
-			rep.Skipped = append(rep.Skipped, SkippedCustomer{c.Customer, fmt.Sprintf("account %q is not a Stripe customer (stripe:cus_...)", c.Account)})
-			continue
-		}
-		rep.Customers++
-		if err := r.customer(ctx, &rep, c, stripeCustomer); err != nil {
+		if err := r.customer(ctx, &rep, c); err != nil {
 			return rep, err
 		}
 	}
@@ -372,119 +395,4 @@ func (r *reconciler) findMeter(ctx context.Context) (string, error) {
 	}
 	r.meterID = inactive
 	return inactive, nil
-}
-
-// ledgerHour is what the ledger holds for one customer's hour.
-type ledgerHour struct {
-	reported int64
-	// unbilled are the batches that Stripe should not count and may have
-	// counted: pending, failed and unbillable (a rejected batch's
-	// identifier is one Stripe said it does not bill).
-	unbilled []billing.Batch
-	// changed is when the ledger last recorded or settled a batch of the hour.
-	changed time.Time
-}
-
-// customer reconciles one customer over the report's range.
-func (r *reconciler) customer(ctx context.Context, rep *ReconcileReport, c ReconcileCustomer, stripeCustomer string) error {
-	hours := make(map[time.Time]*ledgerHour)
-	err := r.ledgerBatches(ctx, c.Customer, rep.From, rep.To, func(b billing.Batch) {
-		hour := b.Timestamp.UTC().Truncate(time.Hour)
-		h := hours[hour]
-		if h == nil {
-			h = &ledgerHour{}
-			hours[hour] = h
-		}
-		switch b.State {
-		case billing.Reported:
-			h.reported += b.Bytes
-		case billing.Pending, billing.Failed, billing.Unbillable:
-			h.unbilled = append(h.unbilled, b)
-		}
-		for _, t := range []time.Time{b.RecordedAt, b.UpdatedAt} {
-			if t.After(h.changed) {
-				h.changed = t
-			}
-		}
-	})
-	if err != nil {
-		return err
-	}
-	billed, err := r.stripeHours(ctx, stripeCustomer, rep.From, rep.To)
-	if err != nil {
-		return err
-	}
-	var keys []time.Time
-	for hour, h := range hours {
-		if h.reported != 0 || billed[hour] != 0 {
-			keys = append(keys, hour)
-		}
-	}
-	for hour, v := range billed {
-		if v != 0 && hours[hour] == nil {
-			keys = append(keys, hour)
-		}
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].Before(keys[j]) })
-	for _, hour := range keys {
-		lh := hours[hour]
-		if lh == nil {
-			lh = &ledgerHour{}
-		}
-		h := ReconcileHour{Customer: c.Customer, Account: c.Account, Hour: hour, Ledger: lh.reported, Stripe: billed[hour]}
-		h.Drift = h.Stripe - h.Ledger
-		switch {
-		case h.Drift == 0:
-			h.Status = Match
-		case r.now.Sub(lh.changed) < r.settle:
-			h.Status, h.Unmended = Unsettled, h.Drift
-			h.Reason = fmt.Sprintf("the ledger changed this hour at %s, less than %s ago, and Stripe's summary may lag: run again after %s",
-				lh.changed.UTC().Format(time.RFC3339), r.settle, lh.changed.Add(r.settle).UTC().Format(time.RFC3339))
-		case !r.fix:
-			h.Status, h.Unmended = Drift, h.Drift
-		case h.Drift < 0:
-			r.correct(ctx, rep, &h, stripeCustomer)
-		default:
-			r.cancel(ctx, rep, &h, lh.unbilled)
-		}
-		rep.Hours = append(rep.Hours, h)
-	}
-	return nil
-}
-
-// ledgerBatches calls fn with each of the customer's batches in [from, to).
-func (r *reconciler) ledgerBatches(ctx context.Context, customer string, from, to time.Time, fn func(billing.Batch)) error {
-	err := r.ledger.Batches(ctx, billing.BatchFilter{Customer: customer, From: from, To: to}, func(b billing.Batch) error {
-		fn(b)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("reading the ledger's batches of %s: %w", customer, err)
-	}
-	return nil
-}
-
-// stripeHours is Stripe's summary of the customer's billed bytes in each
-// hour of [from, to). Stripe sums as doubles: exact up to 2^53 bytes an
-// hour, far beyond any customer's egress.
-func (r *reconciler) stripeHours(ctx context.Context, customer string, from, to time.Time) (map[time.Time]int64, error) {
-	params := &stripego.BillingMeterEventSummaryListParams{
-		ID:                  stripego.String(r.meterID),
-		Customer:            stripego.String(customer),
-		StartTime:           stripego.Int64(from.Unix()),
-		EndTime:             stripego.Int64(to.Unix()),
-		ValueGroupingWindow: stripego.String("hour"),
-	}
-	params.Context = ctx
-	params.Limit = stripego.Int64(100)
-	out := make(map[time.Time]int64)
-	it := r.summaries.List(params)
-	for it.Next() {
-		s := it.BillingMeterEventSummary()
-		out[time.Unix(s.StartTime, 0).UTC()] += int64(math.Round(s.AggregatedValue))
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("asking Stripe for the hourly summaries of %s: %w", customer, err)
-	}
-	return out, nil
 }

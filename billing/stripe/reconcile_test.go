@@ -76,8 +76,20 @@ func newWorld(t *testing.T) *world {
 
 // batch records one event of customer's served at ts as a batch of its
 // own, and settles it in state st (unless pending); with sent, the worker's
-// meter event for it reached Stripe now.
+// meter event for it reached Stripe now. A reported or failed batch is
+// billed to stripe:cus_<name>, as the worker would have.
 func (w *world) batch(t *testing.T, customer string, ts time.Time, bytes int64, st billing.State, sent bool) billing.Batch {
+	t.Helper()
+	account := ""
+	if st == billing.Reported || st == billing.Failed {
+		account = "stripe:cus_" + strings.TrimPrefix(customer, "did:mailto:example.com:")
+	}
+	return w.batchTo(t, customer, account, ts, bytes, st, sent)
+}
+
+// batchTo is batch billed to account; "" is a batch from before the ledger
+// kept accounts (sent, it reaches stripe:cus_<name>).
+func (w *world) batchTo(t *testing.T, customer, account string, ts time.Time, bytes int64, st billing.State, sent bool) billing.Batch {
 	t.Helper()
 	w.n++
 	ev := billing.Event{Space: "did:key:z6Mkspace", Customer: customer, Resource: "bafkreires", Bytes: bytes, ServedAt: ts,
@@ -89,15 +101,23 @@ func (w *world) batch(t *testing.T, customer string, ts time.Time, bytes int64, 
 	}
 	b := batches[0]
 	if st != billing.Pending {
+		b.Account = account
 		if err := w.ledger.Settle(ctx, billing.Settlement{Batch: b, State: st, Reason: "test"}); err != nil {
 			t.Fatal(err)
 		}
 		if b, err = w.ledger.Batch(ctx, b.ID); err != nil || b.State != st {
 			t.Fatalf("batch %s after settling it %s: %+v, %v", ev.Cause, st, b, err)
 		}
+		if b.Account != account {
+			t.Fatalf("batch %s settled to %q: the ledger kept account %q", ev.Cause, account, b.Account)
+		}
 	}
 	if sent {
-		w.send(t, "cus_"+strings.TrimPrefix(customer, "did:mailto:example.com:"), stripe.BatchIdentifier(b), bytes, ts)
+		stripeCustomer := strings.TrimPrefix(account, "stripe:")
+		if stripeCustomer == "" {
+			stripeCustomer = "cus_" + strings.TrimPrefix(customer, "did:mailto:example.com:")
+		}
+		w.send(t, stripeCustomer, stripe.BatchIdentifier(b), bytes, ts)
 	}
 	return b
 }
@@ -120,10 +140,15 @@ func (w *world) send(t *testing.T, customer, identifier string, value int64, ts 
 // and bob (no account).
 func (w *world) reconcile(t *testing.T, from, to time.Time, fix bool) stripe.ReconcileReport {
 	t.Helper()
+	return w.reconcileFor(t, from, to, fix, stripe.ReconcileCustomer{Customer: alice, Account: "stripe:cus_alice"}, stripe.ReconcileCustomer{Customer: bob})
+}
+
+// reconcileFor runs Reconcile over [from, to) for customers.
+func (w *world) reconcileFor(t *testing.T, from, to time.Time, fix bool, customers ...stripe.ReconcileCustomer) stripe.ReconcileReport {
+	t.Helper()
 	rep, err := stripe.Reconcile(context.Background(), stripe.ReconcileConfig{
 		Ledger: w.ledger, Key: stripetest.Key, URL: w.fake.URL, EventName: "egress", Rate: 1000, Timeout: 5 * time.Second,
-		Customers: []stripe.ReconcileCustomer{{Customer: alice, Account: "stripe:cus_alice"}, {Customer: bob}},
-		From:      from, To: to, Fix: fix, Now: w.clock.Now,
+		Customers: customers, From: from, To: to, Fix: fix, Now: w.clock.Now,
 	})
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
@@ -376,23 +401,175 @@ func TestCheckRange(t *testing.T) {
 }
 
 // TestCorrectionIdentifier: a correction's identifier fits Stripe's 100
-// characters, is the same for the same comparison, and differs when the
-// totals or the hour differ.
+// characters, is the same for the same ledger total, and differs when the
+// total, the hour, the account or the event name differ. Stripe's total is
+// no input (it once was, and a summary that moved between two runs made a
+// second correction of one shortfall; see TestReconcileRerunAfterStripeMoves).
 func TestCorrectionIdentifier(t *testing.T) {
 	hour := time.Date(2026, 5, 18, 3, 0, 0, 0, time.UTC)
-	id := stripe.CorrectionIdentifier("egress", "cus_alice", hour, 3000, 1000)
-	if len(id) > 100 || id != stripe.CorrectionIdentifier("egress", "cus_alice", hour, 3000, 1000) {
+	id := stripe.CorrectionIdentifier("egress", "stripe:cus_alice", hour, 3000)
+	if len(id) > 100 || id != stripe.CorrectionIdentifier("egress", "stripe:cus_alice", hour, 3000) {
 		t.Fatalf("identifier %q: want at most 100 characters and stable", id)
 	}
 	for _, other := range []string{
-		stripe.CorrectionIdentifier("egress", "cus_alice", hour, 3000, 2000),
-		stripe.CorrectionIdentifier("egress", "cus_alice", hour, 4000, 2000),
-		stripe.CorrectionIdentifier("egress", "cus_alice", hour.Add(time.Hour), 3000, 1000),
-		stripe.CorrectionIdentifier("egress", "cus_bob", hour, 3000, 1000),
-		stripe.CorrectionIdentifier("storage", "cus_alice", hour, 3000, 1000),
+		stripe.CorrectionIdentifier("egress", "stripe:cus_alice", hour, 4000),
+		stripe.CorrectionIdentifier("egress", "stripe:cus_alice", hour.Add(time.Hour), 3000),
+		stripe.CorrectionIdentifier("egress", "stripe:cus_alice2", hour, 3000),
+		stripe.CorrectionIdentifier("storage", "stripe:cus_alice", hour, 3000),
 	} {
 		if other == id {
 			t.Fatalf("two corrections share the identifier %s", id)
 		}
+	}
+}
+
+// accountHours is a report's hours as "account hour ledger stripe status"
+// lines, each hour counted from w.day.
+func (w *world) accountHours(rep stripe.ReconcileReport) string {
+	var lines []string
+	for _, h := range rep.Hours {
+		lines = append(lines, fmt.Sprintf("%s %d %d %d %s", h.Account, int(h.Hour.Sub(w.day).Hours()), h.Ledger, h.Stripe, h.Status))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestReconcileAfterAccountChange: alice was billed to cus_alice and is
+// billed to cus_alice2 since. Each account is compared with the batches
+// billed to it, so what cus_alice holds matches there instead of passing
+// for an under-report of cus_alice2, whose correction would bill it twice.
+// A batch from before accounts were kept counts for cus_alice2. A batch
+// lost at cus_alice2 is corrected there; one lost at cus_alice is named,
+// never corrected, as cus_alice is no longer alice's; a failed batch
+// cus_alice counted is cancelled, as at any account.
+func TestReconcileAfterAccountChange(t *testing.T) {
+	w := newWorld(t)
+	day := w.day
+	w.batch(t, alice, day.Add(10*time.Hour), 1000, billing.Reported, true)
+	w.batch(t, alice, day.Add(11*time.Hour), 2000, billing.Reported, true)
+	w.batch(t, alice, day.Add(12*time.Hour), 400, billing.Reported, false)
+	failed := w.batch(t, alice, day.Add(13*time.Hour), 300, billing.Failed, true)
+	old := w.batchTo(t, alice, "", day.Add(11*time.Hour+time.Minute), 50, billing.Reported, false)
+	w.send(t, "cus_alice2", stripe.BatchIdentifier(old), 50, old.Timestamp)
+	w.batchTo(t, alice, "stripe:cus_alice2", day.Add(14*time.Hour), 800, billing.Reported, false)
+	w.clock.advance(time.Hour)
+
+	rep := w.reconcileFor(t, day, day.Add(24*time.Hour), true, stripe.ReconcileCustomer{Customer: alice, Account: "stripe:cus_alice2"})
+	want := "stripe:cus_alice2 11 50 50 match\nstripe:cus_alice2 14 800 0 mended\n" +
+		"stripe:cus_alice 10 1000 1000 match\nstripe:cus_alice 11 2000 2000 match\nstripe:cus_alice 12 400 0 unmended\nstripe:cus_alice 13 0 300 mended"
+	if got := w.accountHours(rep); got != want || rep.OK() {
+		t.Fatalf("hours:\n%s\nwant:\n%s", got, want)
+	}
+	if h := rep.Hours[4]; !h.Former || h.Unmended != -400 || !strings.Contains(h.Reason, "no longer the customer's account (now stripe:cus_alice2)") {
+		t.Errorf("cus_alice's lost hour: %+v; want -400 named, not corrected", h)
+	}
+	if len(rep.Actions) != 2 || rep.Actions[0].Kind != "correction" || rep.Actions[0].Account != "stripe:cus_alice2" || rep.Actions[0].Value != 800 ||
+		rep.Actions[1].Kind != "cancel" || rep.Actions[1].Batch != failed.ID || !rep.Actions[1].Done {
+		t.Fatalf("actions %+v; want cus_alice2's correction of 800 and the cancel of %s", rep.Actions, failed.ID)
+	}
+	if got := w.fake.Totals(); got["cus_alice"] != 3000 || got["cus_alice2"] != 850 {
+		t.Fatalf("Stripe bills %v; want cus_alice 3000 (what it was billed, less the cancel) and cus_alice2 850", got)
+	}
+}
+
+// TestReconcileRerunAfterStripeMoves: a correction depends on the ledger's
+// total alone, so Stripe's summary moving between two runs never makes a
+// second one. Hour 3: a batch lost at Stripe, and one the ledger holds as
+// pending that the worker sent before it died, which Stripe sums late.
+// While it is in flight the hour is named and not corrected (a correction
+// of the shortfall seen before Stripe sums it would bill it twice); once
+// the ledger settles it, the shortfall is corrected once. Hour 5: another
+// sender's event is summed between two runs, before the correction is: the
+// rerun sends the same identifier, which Stripe refuses.
+func TestReconcileRerunAfterStripeMoves(t *testing.T) {
+	w := newWorld(t)
+	w.fake.SetSummaryLag(10 * time.Minute)
+	day := w.day
+	from, to := day, day.Add(24*time.Hour)
+	w.batch(t, alice, day.Add(3*time.Hour), 1000, billing.Reported, true)
+	w.batch(t, alice, day.Add(3*time.Hour+time.Minute), 2000, billing.Reported, false)
+	p := w.batch(t, alice, day.Add(3*time.Hour+2*time.Minute), 500, billing.Pending, false)
+	w.batch(t, alice, day.Add(5*time.Hour), 700, billing.Reported, false)
+	w.clock.advance(time.Hour)
+	w.send(t, "cus_alice", stripe.BatchIdentifier(p), 500, p.Timestamp)
+	w.send(t, "cus_alice", "someone-else-1", 90, day.Add(5*time.Hour))
+
+	w.clock.advance(5 * time.Minute)
+	rep := w.reconcile(t, from, to, true)
+	if got, want := w.hours(rep), "3 3000 1000 unmended\n5 700 0 mended"; got != want {
+		t.Fatalf("first run:\n%s\nwant:\n%s", got, want)
+	}
+	if h := rep.Hours[0]; !strings.HasPrefix(h.Reason, "batches in flight: redrive or wait") || !strings.Contains(h.Reason, p.ID) {
+		t.Errorf("hour 3: %+v; want it named in flight, with %s", h, p.ID)
+	}
+	if len(rep.Actions) != 1 || rep.Actions[0].Value != 700 || rep.Actions[0].Result != "sent" {
+		t.Fatalf("first run's actions %+v; want hour 5's correction alone", rep.Actions)
+	}
+	correction := rep.Actions[0].Identifier
+
+	w.clock.advance(6 * time.Minute) // Stripe has summed p and someone else's event, not the correction
+	rep = w.reconcile(t, from, to, true)
+	if got, want := w.hours(rep), "3 3000 1500 unmended\n5 700 90 mended"; got != want {
+		t.Fatalf("second run:\n%s\nwant:\n%s", got, want)
+	}
+	if len(rep.Actions) != 1 || rep.Actions[0].Identifier != correction || !strings.HasPrefix(rep.Actions[0].Result, "already at Stripe") {
+		t.Fatalf("second run's actions %+v; want %s again, refused", rep.Actions, correction)
+	}
+
+	if err := w.ledger.Settle(context.Background(), billing.Settlement{Batch: p, State: billing.Reported}); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.advance(time.Hour)
+	rep = w.reconcile(t, from, to, true)
+	if got, want := w.hours(rep), "3 3500 1500 mended\n5 700 790 unmended"; got != want {
+		t.Fatalf("once p is settled:\n%s\nwant:\n%s", got, want)
+	}
+	if got := w.fake.Totals()["cus_alice"]; got != 3500+700+90 {
+		t.Fatalf("Stripe bills alice %d; want the ledger's 4200 and someone else's 90", got)
+	}
+}
+
+// TestReconcileSkippedCustomersFail: a customer with no account of today
+// to compare with fails the run when the ledger reported bytes of it in the
+// range that no account can be compared for, and is named with them: alice,
+// whose account was removed after a batch from before accounts were kept
+// was billed (what the ledger says went to cus_alice is still compared
+// there), and carol, unknown to the customer store. So does a batch billed
+// to an account that is not a Stripe customer. bob, with nothing reported,
+// is named and fails nothing.
+func TestReconcileSkippedCustomersFail(t *testing.T) {
+	w := newWorld(t)
+	day := w.day
+	w.batchTo(t, alice, "", day.Add(3*time.Hour), 1000, billing.Reported, false)
+	w.batch(t, alice, day.Add(4*time.Hour), 2000, billing.Reported, true)
+	w.batchTo(t, alice, "other:acct_1", day.Add(5*time.Hour), 70, billing.Reported, false)
+	w.batch(t, bob, day.Add(3*time.Hour), 16000, billing.Unbillable, false)
+	const carol = "did:mailto:example.com:carol"
+	w.batchTo(t, carol, "", day.Add(6*time.Hour), 500, billing.Reported, false)
+	w.clock.advance(time.Hour)
+
+	bobOnly := w.reconcileFor(t, day, day.Add(24*time.Hour), true, stripe.ReconcileCustomer{Customer: bob})
+	if !bobOnly.OK() || len(bobOnly.Skipped) != 1 || bobOnly.Skipped[0].Bytes != 0 {
+		t.Fatalf("bob alone: OK %v, skipped %+v; want bob named with 0 bytes, and OK", bobOnly.OK(), bobOnly.Skipped)
+	}
+
+	rep := w.reconcileFor(t, day, day.Add(24*time.Hour), true,
+		stripe.ReconcileCustomer{Customer: alice}, stripe.ReconcileCustomer{Customer: bob}, stripe.ReconcileCustomer{Customer: carol, Unknown: true})
+	if rep.OK() {
+		t.Fatalf("OK with 1570 reported bytes unexamined: %+v", rep.Skipped)
+	}
+	var skipped []string
+	for _, s := range rep.Skipped {
+		skipped = append(skipped, fmt.Sprintf("%s: %s: %d", strings.TrimPrefix(s.Customer, "did:mailto:example.com:"), s.Reason, s.Bytes))
+	}
+	want := "alice: no Stripe account: 1000\nalice: batches billed to \"other:acct_1\", not a Stripe customer: 70\n" +
+		"bob: no Stripe account: 0\ncarol: unknown to the customer store: 500"
+	if got := strings.Join(skipped, "\n"); got != want {
+		t.Fatalf("skipped:\n%s\nwant:\n%s", got, want)
+	}
+	if got := w.accountHours(rep); got != "stripe:cus_alice 4 2000 2000 match" || !rep.Hours[0].Former || rep.Customers != 1 {
+		t.Fatalf("hours:\n%s\n(%d customers compared); want cus_alice's hour, matching", got, rep.Customers)
+	}
+	if len(rep.Actions) != 0 || w.fake.Calls() != 1 {
+		t.Fatalf("sent %+v for customers that could not be compared", rep.Actions)
 	}
 }
