@@ -39,7 +39,7 @@ func reconcileCommand() *ffcli.Command {
 	fs.StringVar(&fromFlag, "from", "", "start of the range to reconcile, RFC 3339 (2026-05-01T00:00:00Z); rounded down to the hour (required)")
 	fs.StringVar(&toFlag, "to", "", "end of the range to reconcile, RFC 3339, exclusive; rounded up to the hour; at most 36 days after --from (required)")
 	fs.StringVar(&customer, "customer", "", "reconcile only this customer (did:mailto:...); default: every customer with usage in the months the range touches")
-	fs.BoolVar(&fix, "fix", false, "mend the drift: send corrections for under-reports, cancel over-reports made in the past 24 h by batches the ledger holds as not billed; name what cannot be mended")
+	fs.BoolVar(&fix, "fix", false, "mend the drift: send corrections for under-reports of a customer's account of today with no batch in flight, cancel over-reports made in the past 24 h by batches the ledger holds as not billed; name what cannot be mended")
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&settle, "settle", stripe.DefaultSettle, "how long after the ledger last changed an hour Stripe's summary of it is trusted (Stripe sums meter events asynchronously); 0 trusts it at once")
 	return command("reconcile",
@@ -111,8 +111,8 @@ func reconcileRange(fromFlag, toFlag string) (time.Time, time.Time, error) {
 }
 
 // reconcileCustomers is --customer, or every customer with usage in the
-// months [from, to) touches, each with its account ("" for none, or for a
-// customer the customer store does not know: neither can be reconciled).
+// months [from, to) touches, each with its account of today ("" for none,
+// or for a customer the customer store does not know, marked Unknown).
 func reconcileCustomers(ctx context.Context, b *backend, customer string, from, to time.Time) ([]stripe.ReconcileCustomer, error) {
 	var names []string
 	if customer != "" {
@@ -136,10 +136,11 @@ func reconcileCustomers(ctx context.Context, b *backend, customer string, from, 
 	out := make([]stripe.ReconcileCustomer, 0, len(names))
 	for _, name := range names {
 		account, err := b.Customers.Account(ctx, name)
-		if err != nil && !errors.Is(err, customers.ErrNotFound) {
+		unknown := errors.Is(err, customers.ErrNotFound)
+		if err != nil && !unknown {
 			return nil, fmt.Errorf("finding the account of %s: %w", name, err)
 		}
-		out = append(out, stripe.ReconcileCustomer{Customer: name, Account: account})
+		out = append(out, stripe.ReconcileCustomer{Customer: name, Account: account, Unknown: unknown})
 	}
 	return out, nil
 }
@@ -150,9 +151,9 @@ func printReconcile(w io.Writer, rep stripe.ReconcileReport) {
 	fmt.Fprintf(w, "reconcile %s to %s, meter %s (%s), customers compared: %d\n\n",
 		rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), rep.Meter, rep.EventName, rep.Customers)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CUSTOMER\tHOUR\tLEDGER\tSTRIPE\tDRIFT\tSTATUS")
+	fmt.Fprintln(tw, "CUSTOMER\tACCOUNT\tHOUR\tLEDGER\tSTRIPE\tDRIFT\tSTATUS")
 	for _, h := range rep.Hours {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", h.Customer, h.Hour.Format(time.RFC3339), h.Ledger, h.Stripe, signed(h.Drift), h.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", h.Customer, accountOf(h), h.Hour.Format(time.RFC3339), h.Ledger, h.Stripe, signed(h.Drift), h.Status)
 	}
 	tw.Flush()
 	if len(rep.Actions) > 0 {
@@ -166,14 +167,18 @@ func printReconcile(w io.Writer, rep stripe.ReconcileReport) {
 					id += " (batch " + a.Batch + ")"
 				}
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", a.Kind, a.Customer, a.Hour.Format(time.RFC3339), value, id, a.Result)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Kind, a.Customer, a.Account, a.Hour.Format(time.RFC3339), value, id, a.Result)
 		}
 		tw.Flush()
 	}
-	for _, s := range rep.Skipped {
-		fmt.Fprintf(w, "\nskipped %s: %s", s.Customer, s.Reason)
-	}
 	if len(rep.Skipped) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, s := range rep.Skipped {
+		fmt.Fprintf(w, "skipped %s: %s", s.Customer, s.Reason)
+		if s.Bytes != 0 {
+			fmt.Fprintf(w, "; %d reported bytes in the range unexamined", s.Bytes)
+		}
 		fmt.Fprintln(w)
 	}
 	var left []stripe.ReconcileHour
@@ -186,12 +191,21 @@ func printReconcile(w io.Writer, rep stripe.ReconcileReport) {
 		fmt.Fprintln(w, "\nnot mended:")
 		for _, h := range left {
 			reason := h.Reason
-			if h.Status == stripe.Drift {
+			if h.Status == stripe.Drift && reason == "" {
 				reason = "run with --fix to mend what can be"
 			}
-			fmt.Fprintf(w, "  %s %s: %s bytes (%s): %s\n", h.Customer, h.Hour.Format(time.RFC3339), signed(h.Unmended), h.Status, reason)
+			fmt.Fprintf(w, "  %s %s %s: %s bytes (%s): %s\n", h.Customer, accountOf(h), h.Hour.Format(time.RFC3339), signed(h.Unmended), h.Status, reason)
 		}
 	}
+}
+
+// accountOf is the hour's account, marked when it is no longer the
+// customer's.
+func accountOf(h stripe.ReconcileHour) string {
+	if h.Former {
+		return h.Account + " (former)"
+	}
+	return h.Account
 }
 
 // signed writes n with its sign, and 0 as it is.
@@ -202,8 +216,9 @@ func signed(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// reconcileVerdict is nil when every hour matches or was mended, and
-// otherwise an error counting the rest, which makes the exit status 1.
+// reconcileVerdict is nil when every hour matches or was mended and no
+// reported bytes went unexamined, and otherwise an error counting the
+// rest, which makes the exit status 1.
 func reconcileVerdict(rep stripe.ReconcileReport) error {
 	if rep.OK() {
 		return nil
@@ -212,11 +227,24 @@ func reconcileVerdict(rep stripe.ReconcileReport) error {
 	for _, h := range rep.Hours {
 		counts[h.Status]++
 	}
-	var parts []string
-	for _, s := range []stripe.HourStatus{stripe.Drift, stripe.Unsettled, stripe.Unmended} {
-		if counts[s] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+	var found []string
+	if left := len(rep.Hours) - counts[stripe.Match] - counts[stripe.Mended]; left > 0 {
+		var parts []string
+		for _, s := range []stripe.HourStatus{stripe.Drift, stripe.Unsettled, stripe.Unmended} {
+			if counts[s] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+			}
+		}
+		found = append(found, fmt.Sprintf("%d of %d hours do not match what Stripe bills (%s)", left, len(rep.Hours), strings.Join(parts, ", ")))
+	}
+	var unexamined []string
+	for _, s := range rep.Skipped {
+		if s.Bytes != 0 {
+			unexamined = append(unexamined, fmt.Sprintf("%s %d bytes", s.Customer, s.Bytes))
 		}
 	}
-	return fmt.Errorf("billing reconcile: %d of %d hours do not match what Stripe bills (%s)", len(rep.Hours)-counts[stripe.Match]-counts[stripe.Mended], len(rep.Hours), strings.Join(parts, ", "))
+	if len(unexamined) > 0 {
+		found = append(found, "reported bytes compared with no account: "+strings.Join(unexamined, ", "))
+	}
+	return errors.New("billing reconcile: " + strings.Join(found, "; "))
 }

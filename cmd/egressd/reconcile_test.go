@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
 )
@@ -173,6 +176,60 @@ func TestBillingReconcile(t *testing.T) {
 	rep = reconcileJSON(t, 0, args(lost.URL)...)
 	if h := hourOf(t, rep, alice); h.Status != stripe.Match || h.Stripe != 1000 {
 		t.Fatalf("once Stripe's summary caught up: %+v; want a match", h)
+	}
+}
+
+// TestBillingReconcileAccountChange: serve bills alice to cus_alice, then
+// her account moves to cus_alice2. reconcile --fix compares what went to
+// cus_alice with cus_alice, and sends cus_alice2 nothing (it used to take
+// the hour for an under-report of cus_alice2 and bill it again there).
+// Once her account is removed, that hour is still compared; a batch from
+// before the ledger kept accounts (written straight into the ledger, as an
+// older egressd left it) can be compared with no account: the run names
+// it with its bytes and exits 1.
+func TestBillingReconcileAccountChange(t *testing.T) {
+	billed := stripetest.New(t)
+	billed.AddMeter("egress")
+	data := t.TempDir()
+	srv := startServe(t, data, "--worker-wait", "50ms", "--stripe-rate", "1000", "--stripe-key", stripetest.Key, "--stripe-url", billed.URL)
+	const alice = "did:mailto:example.com:alice"
+	run(t, "customer", "set", "--data-dir", data, "--customer", alice, "--stripe-customer", "cus_alice")
+	recordEgress(t, data, srv.URL, alice, "1000")
+	if u := waitSettled(t, data); u.Ledger["reported"] != 1 {
+		t.Fatalf("after serve billed: %+v; want alice reported", u)
+	}
+	srv.stop(t)
+	run(t, "customer", "set", "--data-dir", data, "--customer", alice, "--stripe-customer", "cus_alice2")
+
+	now := time.Now().UTC()
+	args := []string{"--data-dir", data, "--stripe-key", stripetest.Key, "--stripe-url", billed.URL,
+		"--from", now.Add(-time.Hour).Format(time.RFC3339), "--to", now.Add(time.Hour).Format(time.RFC3339), "--settle", "0s"}
+	rep := reconcileJSON(t, 0, append(args, "--fix")...)
+	if h := hourOf(t, rep, alice); h.Account != "stripe:cus_alice" || !h.Former || h.Status != stripe.Match || h.Ledger != 1000 || len(rep.Actions) != 0 {
+		t.Fatalf("after the move: %+v, actions %+v; want cus_alice's 1000 matching, nothing sent", h, rep.Actions)
+	}
+	if got := billed.Totals(); got["cus_alice"] != 1000 || got["cus_alice2"] != 0 {
+		t.Fatalf("Stripe bills %v; want cus_alice's 1000 alone", got)
+	}
+
+	run(t, "customer", "set", "--data-dir", data, "--customer", alice, "--stripe-customer", "")
+	l, err := sqlite.OpenLedger(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := billing.Event{Space: "did:key:z6Mkold", Customer: alice, Resource: "bafkreires", Bytes: 500, ServedAt: now, Cause: "bafy-before-accounts"}
+	_, batches, err := l.Record(context.Background(), []billing.Event{ev}, billing.BatchRule{})
+	if err == nil {
+		err = l.Settle(context.Background(), billing.Settlement{Batch: batches[0], State: billing.Reported})
+	}
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, status := reconcileRun(t, append(args, "--fix")...)
+	if status != 1 || !strings.Contains(out, "skipped "+alice+": no Stripe account; 500 reported bytes in the range unexamined") ||
+		!strings.Contains(out, "stripe:cus_alice (former)") || !strings.Contains(errOut, "reported bytes compared with no account: "+alice+" 500 bytes") {
+		t.Fatalf("without an account (exit %d):\n%s\n%s", status, out, errOut)
 	}
 }
 
