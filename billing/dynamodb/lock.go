@@ -26,6 +26,15 @@ import (
 // has not renewed for most of a TTL, loses the lock at once: the context
 // Lock returns ends, and the Stripe call under it with it (the event is
 // then retried; Stripe dedupes it on its identifier).
+//
+// So that there are never two holders, the holder's context ends 2/3 of a
+// TTL after it sent the last call that wrote the item (the put that took
+// it, or a renewal that succeeded), on its own monotonic clock, by a timer
+// that waits for no call: a waiter first sees that version after it was
+// written, so it cannot take the lock before a whole TTL after the call was
+// sent, and the third of a TTL between is the margin for the two clocks'
+// rates and for the holder's scheduling. Each call has a deadline of a
+// third of a TTL, so a renewal that hangs fails in time for the next.
 type CustomerLock struct {
 	client *dynamodb.Client
 	table  string
@@ -49,23 +58,32 @@ func NewCustomerLock(client *dynamodb.Client, tables Tables) *CustomerLock {
 }
 
 // Lock waits until this caller holds customer's lock, or ctx ends. The
-// returned context ends when the lock is lost (or unlock is called): work
-// that must not overlap another holder's runs under it.
+// returned context ends when the lock is lost (context.Cause says why) or
+// unlock is called: work that must not overlap another holder's runs under
+// it.
 func (l *CustomerLock) Lock(ctx context.Context, customer string) (held context.Context, unlock func(), err error) {
 	owner := newToken()
 	var (
 		seen      string    // the version last seen in another holder's item
 		seenSince time.Time // when it was first seen, on this machine's clock
 	)
+	// When the call that wrote this holder's item was sent: time.Now, not
+	// l.now, for its monotonic reading, which no setting of the clock moves.
+	var written time.Time
 	for {
+		written = time.Now()
 		version, taken, err := l.take(ctx, customer, owner, seen, !seenSince.IsZero() && l.now().Sub(seenSince) >= l.TTL)
 		if err != nil {
-			return nil, nil, fmt.Errorf("locking customer %s: %w", customer, err)
-		}
-		if taken {
+			// The put may have landed all the same, unknown to this
+			// caller: remove it rather than leave others a TTL to wait.
+			l.release(customer, owner)
+			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+				return nil, nil, fmt.Errorf("locking customer %s: %w", customer, err)
+			}
+			// Only the call's own deadline passed: try again.
+		} else if taken {
 			break
-		}
-		if version != seen {
+		} else if version != seen {
 			seen, seenSince = version, l.now()
 		}
 		select {
@@ -74,35 +92,51 @@ func (l *CustomerLock) Lock(ctx context.Context, customer string) (held context.
 		case <-time.After(l.Poll/2 + mathrand.N(l.Poll+1)):
 		}
 	}
-	held, lose := context.WithCancel(ctx)
+	held, lose := context.WithCancelCause(ctx)
+	// Past this, a waiter may be about to take the lock: stop working
+	// under it, whatever the renewal in flight is doing.
+	expiry := time.AfterFunc(time.Until(written.Add(l.hold())), func() {
+		lose(fmt.Errorf("customer lock %s lost: not renewed for %v", customer, l.hold()))
+	})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(l.TTL / 3)
-		defer t.Stop()
 		for {
 			select {
 			case <-held.Done():
 				return
-			case <-t.C:
-				if err := l.renew(held, customer, owner); err != nil {
-					lose() // another may take it now: stop working under it
-					return
-				}
+			case <-time.After(time.Until(written.Add(l.TTL / 3))):
 			}
+			sent := time.Now()
+			if err := l.renew(held, customer, owner); err != nil {
+				// Another may take it now: stop working under it.
+				lose(fmt.Errorf("customer lock %s lost: renewing: %w", customer, err))
+				return
+			}
+			written = sent
+			// A renewal that succeeded after the timer fired changes
+			// nothing: the lock is lost already, and lose runs once.
+			expiry.Reset(time.Until(written.Add(l.hold())))
 		}
 	}()
 	return held, func() {
-		lose()
+		expiry.Stop()
+		lose(nil)
 		<-done
 		l.release(customer, owner)
 	}, nil
 }
 
+// hold is how long after it sent the call that last wrote its item a
+// holder keeps the lock.
+func (l *CustomerLock) hold() time.Duration { return l.TTL * 2 / 3 }
+
 // take puts this caller's item when there is none, or replaces another
 // holder's when expired is set and its version is still seen. It returns
 // the version of the item that stands in the way otherwise.
 func (l *CustomerLock) take(ctx context.Context, customer, owner, seen string, expired bool) (version string, taken bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, l.TTL/3)
+	defer cancel()
 	cond := "attribute_not_exists(pk)"
 	values := map[string]types.AttributeValue{}
 	if expired {
@@ -132,6 +166,8 @@ func (l *CustomerLock) take(ctx context.Context, customer, owner, seen string, e
 // renew changes the version while owner holds the lock; an error means the
 // lock is lost (another took it) or cannot be vouched for.
 func (l *CustomerLock) renew(ctx context.Context, customer, owner string) error {
+	ctx, cancel := context.WithTimeout(ctx, l.TTL/3)
+	defer cancel()
 	_, err := l.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(l.table),
 		Key:                       map[string]types.AttributeValue{"pk": str("lock#" + customer), "sk": str("lock")},
