@@ -126,7 +126,7 @@ type Ledger interface {
 	// Batch returns the batch with id; ErrNotFound when there is none.
 	Batch(ctx context.Context, id string) (Batch, error)
 	// Settle moves each batch, and every member of it, to its state with its
-	// reason, storing the batch's Resend. A Reported batch is final: settling
+	// reason, storing the batch's Resend and, when not empty, its Account. A Reported batch is final: settling
 	// it again changes nothing, so a slow duplicate can never undo a
 	// success. A Rejected batch changes only for a Resend above the stored
 	// one (a redrive sending it under a new identifier), so a slow duplicate
