@@ -34,7 +34,7 @@ func TestLockOutageNeverKeepsEventsOutOfTheLedger(t *testing.T) {
 	c := h.customer(t, "alice", "stripe:cus_alice")
 	h.enqueue(t, c, 5)
 	cfg := h.config(h.sink(t, 1000))
-	cfg.Lease = time.Second
+	cfg.Visibility = time.Second
 	lock := &outageLock{until: time.Now().Add(2 * time.Second)}
 	cfg.CustomerLock = lock
 	runUntil(t, newWorker(t, cfg), h.settled(t))

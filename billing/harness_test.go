@@ -135,7 +135,7 @@ func (h *harness) config(sink billing.Sink) billing.WorkerConfig {
 	}
 	return billing.WorkerConfig{
 		Queue: h.queue, Ledger: h.ledger, Accounts: accounts{h.customers}, Sink: sink,
-		Concurrency: 4, Batch: 10, Wait: 50 * time.Millisecond, Lease: 3 * time.Second,
+		Concurrency: 4, Batch: 10, Wait: 50 * time.Millisecond, Visibility: 3 * time.Second,
 		MaxTries: 25, BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond,
 		DrainTimeout: 5 * time.Second,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),

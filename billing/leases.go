@@ -40,7 +40,7 @@ func (w *Worker) untrack(msg Message) {
 // extendLeases keeps the messages this worker holds invisible to other
 // workers while they wait for their customer or for the sink.
 func (w *Worker) extendLeases(ctx context.Context) {
-	t := time.NewTicker(w.cfg.Lease / 3)
+	t := time.NewTicker(w.cfg.Visibility / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -62,7 +62,7 @@ func (w *Worker) extendLeases(ctx context.Context) {
 			if !w.isLeased(m) {
 				continue // settled or handed back since the snapshot
 			}
-			if err := w.cfg.Queue.Extend(ctx, m, w.cfg.Lease); err != nil && ctx.Err() == nil {
+			if err := w.cfg.Queue.Extend(ctx, m, w.cfg.Visibility); err != nil && ctx.Err() == nil {
 				w.metrics.errors.WithLabelValues("extend").Inc()
 				w.log.Warn("extending a message's lease", "cause", m.Event.Cause, "err", err)
 			}

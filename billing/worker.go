@@ -19,7 +19,7 @@ const (
 	DefaultConcurrency  = 8
 	DefaultBatch        = 10 // the most SQS hands out per receive
 	DefaultWait         = time.Second
-	DefaultLease        = 60 * time.Second
+	DefaultVisibility   = 60 * time.Second
 	DefaultMaxTries     = 8
 	DefaultBackoffBase  = 500 * time.Millisecond
 	DefaultBackoffMax   = 30 * time.Second
@@ -69,10 +69,11 @@ type WorkerConfig struct {
 	MaxLeased int
 	// Wait is how long one receive waits for messages.
 	Wait time.Duration
-	// Lease is how far each visibility extension pushes a held message; it
-	// is extended every Lease/3, so it must not exceed the queue's own
-	// visibility timeout by much.
-	Lease time.Duration
+	// Visibility is how long a held message stays invisible to other
+	// workers (--queue-visibility): each extension pushes it this far,
+	// every Visibility/3, so it must not exceed the queue's own visibility
+	// timeout by much.
+	Visibility time.Duration
 	// MaxTries bounds the sink calls for one batch before it is marked
 	// failed (the dead-letter state).
 	MaxTries int
@@ -138,7 +139,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	setDefault(&cfg.Window, DefaultWindow)
 	setDefault(&cfg.MaxLeased, max(4*cfg.Concurrency*cfg.Batch, DefaultMinLeased))
 	setDefault(&cfg.Wait, DefaultWait)
-	setDefault(&cfg.Lease, DefaultLease)
+	setDefault(&cfg.Visibility, DefaultVisibility)
 	setDefault(&cfg.MaxTries, DefaultMaxTries)
 	setDefault(&cfg.BackoffBase, DefaultBackoffBase)
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)

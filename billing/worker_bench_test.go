@@ -42,7 +42,7 @@ func benchmarkWorker(b *testing.B, api string, latency time.Duration, concurrenc
 	cfg := h.config(h.sinkAPI(b, api, 1e6))
 	cfg.Concurrency = concurrency
 	cfg.Batch = 10
-	cfg.Lease = time.Minute // the default: extensions are rare
+	cfg.Visibility = time.Minute // the default: extensions are rare
 	w := newWorker(b, cfg)
 
 	b.ResetTimer()

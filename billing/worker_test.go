@@ -355,7 +355,7 @@ func TestLedgerFailureLeavesEventOnQueue(t *testing.T) {
 	h.enqueue(t, c, 12)
 	cfg := h.config(h.sink(t, 1000))
 	cfg.Ledger = &flakyLedger{Ledger: h.ledger} // one customer: calls are serial
-	cfg.Lease = 200 * time.Millisecond
+	cfg.Visibility = 200 * time.Millisecond
 	runUntil(t, newWorker(t, cfg), h.settled(t))
 	h.checkExactlyOnce(t, map[string]string{c: "stripe:cus_alice"})
 	if n := metric(t, cfg.Registry, "egressd_billing_errors_total", "op", "ledger_settle"); n == 0 {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local stand-ins for the services egressd talks to in tests (DESIGN.md section 6):
+# Local stand-ins for the services egressd talks to in tests, each pinned below:
 #   stripe  stripe-mock      (Stripe API)
 #   s3      MinIO            (S3)
 #   sqs     fauxqs           (SQS)

@@ -122,7 +122,7 @@ func (f *workerFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.wait, "worker-wait", billing.DefaultWait, "how long one receive waits for new messages")
 	fs.DurationVar(&f.accountTTL, "worker-account-ttl", billing.DefaultAccountTTL, "how long a customer's Stripe account is cached (a customer set is seen after at most this)")
 	fs.DurationVar(&f.drain, "worker-drain-timeout", billing.DefaultDrainTimeout, "on shutdown, time allowed for the events being reported; the rest go back on the queue")
-	fs.DurationVar(&f.visibility, "queue-visibility", billing.DefaultLease, "how long a worker holds a queue message before another may take it (kept extended while it works; a killed worker's events are retried after this)")
+	fs.DurationVar(&f.visibility, "queue-visibility", billing.DefaultVisibility, "how long a worker holds a queue message before another may take it (kept extended while it works; a killed worker's events are retried after this)")
 }
 
 // newWorker builds a worker over the backend's stores.
@@ -137,7 +137,7 @@ func (f *workerFlags) newWorker(b *backend, sink billing.Sink, log *slog.Logger,
 		Concurrency:  f.concurrency,
 		Batch:        f.batch,
 		Wait:         f.wait,
-		Lease:        f.visibility,
+		Visibility:   f.visibility,
 		MaxTries:     f.maxTries,
 		BackoffBase:  f.backoffBase,
 		BackoffMax:   f.backoffMax,
