@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/egressd/egressd/internal/backoff"
 )
 
 // outcomeOf is a batch's settlement, or err when nothing was decided (an
@@ -148,13 +149,7 @@ func (w *Worker) charge(ctx context.Context, charges []Charge) []outcomeOf {
 // BackoffMax, with jitter so that workers hit by the same outage do not
 // retry in lockstep. A wait asked for by the sink is honoured.
 func (w *Worker) backoff(try int, asked time.Duration) time.Duration {
-	d := w.cfg.BackoffBase << min(try-1, 30)
-	if d <= 0 || d > w.cfg.BackoffMax {
-		d = w.cfg.BackoffMax
-	}
-	// "Equal jitter": at least half the step, so backoff still grows.
-	d = d/2 + rand.N(d/2+1)
-	return max(d, asked)
+	return backoff.Policy{Base: w.cfg.BackoffBase, Max: w.cfg.BackoffMax}.Delay(try, asked)
 }
 
 // sleep waits d or until ctx ends.

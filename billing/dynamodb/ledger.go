@@ -113,7 +113,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -124,6 +123,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/internal/backoff"
 	"github.com/egressd/egressd/internal/dynamotables"
 )
 
@@ -214,14 +214,13 @@ func parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) er
 // pause waits before the next of several attempts: DynamoDB's throttling
 // and transaction conflicts are short-lived, and jitter spreads contenders.
 func pause(ctx context.Context, attempt int) error {
-	backoff := time.Duration(attempt) * 10 * time.Millisecond
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(backoff/2 + rand.N(backoff)):
-		return nil
-	}
+	return pauseBackoff.Wait(ctx, attempt)
 }
+
+// pauseBackoff starts at 10ms; the cap keeps the loops that retry what
+// DynamoDB left unprocessed, which have no bound of their own, from waiting
+// longer than a throttled table needs.
+var pauseBackoff = backoff.Policy{Base: 10 * time.Millisecond, Max: 200 * time.Millisecond}
 
 // batchGet reads the keys of request (100 at most), taking again the keys
 // DynamoDB left unprocessed, and calls found with each item read.

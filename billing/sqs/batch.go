@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/egressd/egressd/internal/backoff"
 )
 
 // request is one Enqueue call waiting for its events to be sent.
@@ -111,6 +112,11 @@ func (q *Queue) dispatch(senders chan struct{}, entries []entry) {
 	}()
 }
 
+// sendBackoff is the wait before sending again what SQS failed on its side:
+// up to 2×sendRetryBackoff after the first call, doubling with each one, so
+// the retries of many senders do not land together.
+var sendBackoff = backoff.Policy{Base: 2 * sendRetryBackoff, Max: sendRetryBackoff << (sendAttempts - 1)}
+
 // send stores entries with SendMessageBatch and settles each one. Entries
 // SQS fails on its side are sent again, a few times, with backoff; entries it
 // rejects as malformed, and entries of a call that fails outright (after the
@@ -126,8 +132,8 @@ func (q *Queue) send(entries []entry) {
 		}
 		entries = retry
 		if len(entries) > 0 {
-			// Full jitter: the retries of many senders do not land together.
-			time.Sleep(time.Duration(rand.Int64N(int64(sendRetryBackoff) << attempt)))
+			// Not a caller's context, as in sendOnce: the batch is shared.
+			time.Sleep(sendBackoff.Delay(attempt, 0))
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/egressd/egressd/internal/backoff"
 	"github.com/egressd/egressd/revocations"
 )
 
@@ -33,6 +34,10 @@ const batchGetLimit = 100
 // maxUnprocessedRetries bounds the retries of keys DynamoDB leaves
 // unprocessed under throttling, before the lookup fails.
 const maxUnprocessedRetries = 8
+
+// unprocessedBackoff is the wait before taking again the keys DynamoDB left
+// unprocessed: from 10ms, doubling up to the wait before the last retry.
+var unprocessedBackoff = backoff.Policy{Base: 10 * time.Millisecond, Max: 10 * time.Millisecond << (maxUnprocessedRetries - 1)}
 
 // Store is the DynamoDB revocations.Store.
 type Store struct {
@@ -119,10 +124,8 @@ func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeV
 			return nil, fmt.Errorf("looking up revocations: DynamoDB left %d keys unprocessed after %d attempts", len(left.Keys), attempt+1)
 		}
 		request = map[string]types.KeysAndAttributes{s.table: left}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("looking up revocations: %w", ctx.Err())
-		case <-time.After(time.Duration(10<<attempt) * time.Millisecond):
+		if err := unprocessedBackoff.Wait(ctx, attempt+1); err != nil {
+			return nil, fmt.Errorf("looking up revocations: %w", err)
 		}
 	}
 }
