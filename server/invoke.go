@@ -318,8 +318,8 @@ func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyRe
 			return nil, o.err
 		}
 		rcpts[i] = o.receipt
-		if o.event != nil {
-			events = append(events, *o.event)
+		events = append(events, o.events...)
+		if o.store {
 			fresh = append(fresh, o.receipt)
 		}
 	}

@@ -4,16 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/storacha/go-ucanto/core/dag/blockstore"
 	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
-	"github.com/storacha/go-ucanto/core/receipt"
-	"github.com/storacha/go-ucanto/core/receipt/ran"
-	"github.com/storacha/go-ucanto/core/result"
 	"github.com/storacha/go-ucanto/validator"
 
 	"github.com/egressd/egressd/capabilities"
@@ -153,80 +152,71 @@ func (e revocationsUnavailable) Error() string {
 
 func (e revocationsUnavailable) Unwrap() error { return e.err }
 
-// refuse answers an invocation the validator did not authorize: a failure
-// receipt naming the reason (Revoked when its chain holds a revoked
-// delegation), or, when the revocations could not be looked up, an internal
-// error, so the message fails with 503 and the gateway retries.
-func (s *Server) refuse(inv invocation.Invocation, can string, err validator.Unauthorized) outcome {
+// refusal answers an invocation the validator did not authorize: a failure
+// naming the reason (Revoked when its chain holds a revoked delegation), or,
+// when the revocations could not be looked up, an internal error, so the
+// message fails with 503 and the gateway retries.
+func refusal(err validator.Unauthorized) (Result, error) {
 	for _, p := range err.InvalidProofs() {
 		var unavailable revocationsUnavailable
 		if errors.As(p, &unavailable) {
-			return outcome{capability: can, err: fmt.Errorf("checking revocations: %w", unavailable.err)}
+			return Result{}, fmt.Errorf("checking revocations: %w", unavailable.err)
 		}
 	}
-	return s.fail(inv, can, capabilities.AccessFailure(err))
+	return Fail(capabilities.AccessFailure(err)), nil
 }
 
-// runRevoke executes a ucan/revoke invocation: the invoker proves it may
-// act as `with` (it is, or holds a ucan/revoke delegation from it), sends
-// the delegation to revoke among the invocation's blocks (a JS client
-// attaches it as a proof), and must have authority over it. TrustedIssuers
-// does not apply: it names the gateways that may record, and the spaces
-// that revoke their delegations are not gateways.
-func (s *Server) runRevoke(ctx context.Context, inv invocation.Invocation) outcome {
-	can := capabilities.UcanRevoke
-	if s.cfg.Revocations == nil {
-		return s.fail(inv, can, capabilities.Failure{FailureName: "HandlerNotFound", Message: "ucan/revoke is not served: this service keeps no revocations"})
+// revokeCapability serves ucan/revoke with svc. TrustedIssuers do not apply:
+// they name the gateways that may record, and the spaces that revoke their
+// delegations are not gateways.
+func revokeCapability(svc *RevokeService) *Definition[capabilities.RevokeCaveats] {
+	return &Definition[capabilities.RevokeCaveats]{
+		Parsers:     []validator.CapabilityParser[capabilities.RevokeCaveats]{capabilities.Revoke},
+		ReadCaveats: capabilities.ReadRevokeCaveats,
+		Handler:     svc,
 	}
-	audience := inv.Audience().DID().String()
-	if !slices.Contains(s.audiences, audience) {
-		return s.fail(inv, can, capabilities.Failure{FailureName: "InvalidAudience",
-			Message: fmt.Sprintf("invocation is addressed to %s, this service is %v", audience, s.audiences)})
-	}
-	nb, err := capabilities.ReadRevokeCaveats(inv.Capabilities()[0].Nb())
-	if err != nil {
-		return s.fail(inv, can, capabilities.MalformedCaveats(can, err))
-	}
-	budget := &validationBudget{left: s.cfg.MaxValidationSteps}
-	auth, aerr := validator.Access(ctx, inv, newValidationContext(s, capabilities.Revoke, budget))
-	if budget.exhausted() {
-		return s.fail(inv, can, capabilities.Failure{FailureName: "ValidationLimitExceeded",
-			Message: fmt.Sprintf("validating this invocation would check more than %d delegations", s.cfg.MaxValidationSteps)})
-	}
-	if aerr != nil {
-		return s.refuse(inv, can, aerr)
-	}
-	revoker := auth.Capability().With()
+}
+
+// RevokeService answers ucan/revoke. The server has checked before that the
+// invoker may act as `with` (it is, or holds a ucan/revoke delegation from
+// it); here the delegation to revoke must be among the invocation's blocks
+// (a JS client attaches it as a proof), and the revoker must have authority
+// over it.
+type RevokeService struct {
+	Revocations Revocations
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Handle records the revocation and answers RevokeOK.
+func (r *RevokeService) Handle(ctx context.Context, req Request[capabilities.RevokeCaveats]) (Result, error) {
+	inv := req.Invocation
+	revoker := req.Capability.With()
+	nb := req.Capability.Nb()
 
 	blocks, err := sentBlocks(inv)
 	if err != nil {
-		return outcome{capability: can, err: err}
+		return Result{}, err
 	}
 	target, ok := sentDelegation(blocks, nb.Ucan)
 	if !ok {
-		return s.fail(inv, can, capabilities.UCANNotFound(nb.Ucan, "nb.ucan"))
+		return Fail(capabilities.UCANNotFound(nb.Ucan, "nb.ucan")), nil
 	}
 	for i, p := range nb.Proof {
 		if _, ok := sentDelegation(blocks, p); !ok {
-			return s.fail(inv, can, capabilities.UCANNotFound(p, fmt.Sprintf("nb.proof[%d]", i)))
+			return Fail(capabilities.UCANNotFound(p, fmt.Sprintf("nb.proof[%d]", i))), nil
 		}
 	}
 	if !revocationAuthority(target, blocks)[revoker] {
-		return s.fail(inv, can, capabilities.UnauthorizedRevocation(revoker, nb.Ucan))
+		return Fail(capabilities.UnauthorizedRevocation(revoker, nb.Ucan)), nil
 	}
 
-	r := revocations.Revocation{Delegation: nb.Ucan.String(), Scope: revoker, Cause: inv.Link().String()}
-	if err := s.cfg.Revocations.Revoke(ctx, r); err != nil {
-		return outcome{capability: can, err: err}
+	rev := revocations.Revocation{Delegation: nb.Ucan.String(), Scope: revoker, Cause: inv.Link().String()}
+	if err := r.Revocations.Revoke(ctx, rev); err != nil {
+		return Result{}, err
 	}
-	s.cfg.Logger.Info("delegation revoked", "delegation", nb.Ucan, "revoker", revoker, "cause", inv.Link())
-
-	done := capabilities.RevokeOK{Time: s.cfg.Now().UnixMilli()}
-	rcpt, err := receipt.Issue(s.cfg.Signer, result.Ok[capabilities.RevokeOK, capabilities.Failure](done), ran.FromInvocation(inv))
-	if err != nil {
-		return outcome{capability: can, err: fmt.Errorf("signing receipt: %w", err)}
-	}
-	return outcome{receipt: rcpt, capability: can, result: "ok"}
+	r.Logger.Info("delegation revoked", "delegation", nb.Ucan, "revoker", revoker, "cause", inv.Link())
+	return OK(capabilities.RevokeOK{Time: r.Now().UnixMilli()}), nil
 }
 
 // sentBlocks gathers the blocks sent with inv: itself and the proofs under

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -76,6 +77,11 @@ type Config struct {
 	// and ucan/revoke is not served.
 	Revocations Revocations
 
+	// Capabilities are served besides the built-in ones (the two record
+	// names, and ucan/revoke when Revocations is set), and listed after them
+	// by GET /. A name may be served once.
+	Capabilities []Capability
+
 	// Principals maps did:web identities of gateways to their did:key.
 	Principals *PrincipalResolver
 	// TrustedIssuers, when not empty, are the only DIDs whose invocations are
@@ -139,6 +145,13 @@ type Server struct {
 	claims *claims
 	// twins remembers the other encoding of proof-less delegations, by CID.
 	twins *lru.Cache[string, string]
+	// capabilities are the served capabilities by ability, and abilities
+	// their names in the order GET / lists them.
+	capabilities map[string]Capability
+	abilities    []string
+	// switchedOff are built-in abilities not served by this configuration,
+	// with the reason a caller is given.
+	switchedOff map[string]string
 }
 
 // New checks cfg, fills in defaults and builds the handler.
@@ -201,6 +214,9 @@ func New(cfg Config) (*Server, error) {
 			s.trusted[d.String()] = true
 		}
 	}
+	if err := s.register(); err != nil {
+		return nil, err
+	}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.Queue); err != nil {
 		return nil, err
@@ -247,12 +263,35 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // served lists the capabilities this server answers.
-func (s *Server) served() []string {
-	served := []string{capabilities.UsageRecord, capabilities.EgressRecord}
+func (s *Server) served() []string { return s.abilities }
+
+// register serves the built-in capabilities and those of Config.Capabilities.
+func (s *Server) register() error {
+	s.capabilities = map[string]Capability{}
+	s.switchedOff = map[string]string{}
+	all := []Capability{recordCapability(&RecordService{
+		MaxBytesPerEvent: s.cfg.MaxBytesPerEvent,
+		MaxAge:           s.cfg.MaxAge,
+		MaxAhead:         s.cfg.MaxAhead,
+		Now:              s.cfg.Now,
+		Providers:        s.audiences,
+	})}
 	if s.cfg.Revocations != nil {
-		served = append(served, capabilities.UcanRevoke)
+		all = append(all, revokeCapability(&RevokeService{Revocations: s.cfg.Revocations, Logger: s.cfg.Logger, Now: s.cfg.Now}))
+	} else {
+		s.switchedOff[capabilities.UcanRevoke] = "ucan/revoke is not served: this service keeps no revocations"
 	}
-	return served
+	for _, c := range append(all, s.cfg.Capabilities...) {
+		for _, can := range c.Abilities() {
+			if _, dup := s.capabilities[can]; dup {
+				return fmt.Errorf("server: %s is served twice", can)
+			}
+			s.capabilities[can] = c
+			s.abilities = append(s.abilities, can)
+			delete(s.switchedOff, can)
+		}
+	}
+	return nil
 }
 
 // httpError is the JSON body of every non-ucanto error response: the same
