@@ -41,7 +41,9 @@ type Handler[C any] interface {
 type HandlerFunc[C any] func(ctx context.Context, req Request[C]) (Result, error)
 
 // Handle calls f.
-func (f HandlerFunc[C]) Handle(ctx context.Context, req Request[C]) (Result, error) { return f(ctx, req) }
+func (f HandlerFunc[C]) Handle(ctx context.Context, req Request[C]) (Result, error) {
+	return f(ctx, req)
+}
 
 // Request is an invocation the validator has authorized.
 type Request[C any] struct {
