@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // DefaultCacheSize bounds the delegations a Cached store remembers.
@@ -12,7 +14,8 @@ const DefaultCacheSize = 100_000
 // Cached is a Store that remembers for a short time what it found about
 // each delegation, revoked or not, for a server in front of a remote store
 // (DynamoDB) that it would otherwise ask on every invocation: a gateway
-// sends the same delegation with all of them.
+// sends the same delegation with all of them. Past the size, the least
+// recently used delegation is forgotten.
 //
 // A revocation recorded through a Cached store is applied by it at once:
 // Revoke forgets the delegation, and a lookup that was under way when it
@@ -20,14 +23,17 @@ const DefaultCacheSize = 100_000
 // or another service sharing the table) is seen after at most the TTL.
 type Cached struct {
 	Store
-	ttl  time.Duration
-	size int
-	now  func() time.Time
+	ttl time.Duration
+	now func() time.Time
 
-	mu    sync.Mutex
-	known map[string]cachedLookup // by delegation CID
-	// revokes counts the Revoke calls, so that a lookup begun before one
-	// does not remember what it found.
+	// known is keyed by delegation CID. The expiry is kept with each entry,
+	// not left to lru's expirable cache, so that tests can move the clock.
+	known *lru.Cache[string, cachedLookup]
+
+	// mu makes a Revoke and the storing of a lookup's answers happen one
+	// after the other. revokes counts the Revoke calls, so that a lookup
+	// begun before one does not remember what it found.
+	mu      sync.Mutex
 	revokes uint64
 }
 
@@ -41,7 +47,8 @@ func NewCached(store Store, ttl time.Duration, size int) *Cached {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
-	return &Cached{Store: store, ttl: ttl, size: size, now: time.Now, known: make(map[string]cachedLookup)}
+	known, _ := lru.New[string, cachedLookup](size) // fails only for size <= 0
+	return &Cached{Store: store, ttl: ttl, now: time.Now, known: known}
 }
 
 // Revocations answers from memory for the delegations looked up less than
@@ -53,15 +60,15 @@ func (c *Cached) Revocations(ctx context.Context, delegations []string) ([]Revoc
 		missing []string
 	)
 	c.mu.Lock()
+	revokes := c.revokes
+	c.mu.Unlock()
 	for _, d := range delegations {
-		if hit, ok := c.known[d]; ok && now.Before(hit.expires) {
+		if hit, ok := c.known.Get(d); ok && now.Before(hit.expires) {
 			found = append(found, hit.found...)
 		} else {
 			missing = append(missing, d)
 		}
 	}
-	revokes := c.revokes
-	c.mu.Unlock()
 	if len(missing) == 0 {
 		return found, nil
 	}
@@ -75,11 +82,8 @@ func (c *Cached) Revocations(ctx context.Context, delegations []string) ([]Revoc
 	}
 	c.mu.Lock()
 	if c.revokes == revokes {
-		if len(c.known)+len(missing) > c.size {
-			c.evict(now)
-		}
 		for _, d := range missing {
-			c.known[d] = cachedLookup{found: byDelegation[d], expires: now.Add(c.ttl)}
+			c.known.Add(d, cachedLookup{found: byDelegation[d], expires: now.Add(c.ttl)})
 		}
 	}
 	c.mu.Unlock()
@@ -91,24 +95,7 @@ func (c *Cached) Revoke(ctx context.Context, r Revocation) error {
 	err := c.Store.Revoke(ctx, r)
 	c.mu.Lock()
 	c.revokes++
-	delete(c.known, r.Delegation)
+	c.known.Remove(r.Delegation)
 	c.mu.Unlock()
 	return err
-}
-
-// evict makes room: expired entries go, and if that is not enough, an
-// arbitrary tenth of the rest (map order), which is cheap and good enough
-// for a cache whose entries live seconds. Called with mu held.
-func (c *Cached) evict(now time.Time) {
-	for k, v := range c.known {
-		if !now.Before(v.expires) {
-			delete(c.known, k)
-		}
-	}
-	for k := range c.known {
-		if len(c.known) < c.size-c.size/10 {
-			break
-		}
-		delete(c.known, k)
-	}
 }
