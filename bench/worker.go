@@ -14,7 +14,7 @@ import (
 	"github.com/egressd/egressd/billing"
 	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
-	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/billing/stripe/fakestripe"
 	"github.com/egressd/egressd/customers"
 	customersqlite "github.com/egressd/egressd/customers/sqlite"
 	"github.com/egressd/egressd/embedded"
@@ -70,7 +70,10 @@ func (r WorkerResult) ExactlyOnce() bool { return r.Reported == r.Events && r.Va
 // reported, and checks what the fake Stripe holds.
 func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 	var res WorkerResult
-	fake := stripetest.Start()
+	fake, err := fakestripe.Start()
+	if err != nil {
+		return res, err
+	}
 	defer fake.Close()
 	fake.SetDelay(cfg.StripeLatency)
 
@@ -116,7 +119,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 		}
 	}
 
-	sink, err := stripe.New(stripe.Config{Key: stripetest.Key, URL: fake.URL, API: cfg.API, Rate: 1e6, Logger: quiet()})
+	sink, err := stripe.New(stripe.Config{Key: fakestripe.Key, URL: fake.URL, API: cfg.API, Rate: 1e6, Logger: quiet()})
 	if err != nil {
 		return res, err
 	}
@@ -167,7 +170,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 		return res, err
 	}
 	res.Events = cfg.N
-	res.Requests = fake.Requests(stripetest.MeterEventsEndpoint) + fake.Requests(stripetest.StreamEndpoint)
+	res.Requests = fake.Requests(fakestripe.MeterEventsEndpoint) + fake.Requests(fakestripe.StreamEndpoint)
 	res.RateLimited = len(fake.RateLimited())
 	for _, ev := range fake.Events() {
 		res.MeterEvents++

@@ -1,4 +1,4 @@
-package stripetest_test
+package fakestripe_test
 
 import (
 	"encoding/json"
@@ -12,19 +12,19 @@ import (
 
 	"github.com/stripe/stripe-go/v81/webhook"
 
-	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/billing/stripe/fakestripe"
 )
 
 // TestUnknownCustomerIsReportedLater: v1 accepts a meter event for a
 // customer Stripe does not have, bills nothing, and reports it later in an
 // error report whose samples name some of the identifiers, not all.
 func TestUnknownCustomerIsReportedLater(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	meterID := f.AddMeter("egress")
 	f.AddCustomer("cus_known")
 	c := newClients(t, f)
 	var sent []string
-	for i := range stripetest.SampleErrorsPerType + 2 {
+	for i := range fakestripe.SampleErrorsPerType + 2 {
 		id := fmt.Sprint("lost-", i)
 		sent = append(sent, id)
 		if _, err := c.events.New(meterEvent("egress", id, "cus_unknown", 100, time.Now())); err != nil {
@@ -44,7 +44,7 @@ func TestUnknownCustomerIsReportedLater(t *testing.T) {
 	}
 	ev := getCoreEvent(t, c, ids[0])
 	related := ev["related_object"].(map[string]any)
-	if ev["object"] != "v2.core.event" || ev["type"] != stripetest.ErrorReportTriggered ||
+	if ev["object"] != "v2.core.event" || ev["type"] != fakestripe.ErrorReportTriggered ||
 		related["id"] != meterID || related["type"] != "billing.meter" || related["url"] != "/v1/billing/meters/"+meterID {
 		t.Fatalf("event %v", ev)
 	}
@@ -55,7 +55,7 @@ func TestUnknownCustomerIsReportedLater(t *testing.T) {
 	samples := et["sample_errors"].([]any)
 	if len(types) != 1 || et["code"] != "meter_event_customer_not_found" ||
 		reason["error_count"] != float64(len(sent)) || et["error_count"] != float64(len(sent)) ||
-		len(samples) != stripetest.SampleErrorsPerType {
+		len(samples) != fakestripe.SampleErrorsPerType {
 		t.Fatalf("reason %v", reason)
 	}
 	for _, s := range samples {
@@ -78,7 +78,7 @@ func TestUnknownCustomerIsReportedLater(t *testing.T) {
 // unknown customer, sending it again after fixing the customer is refused as
 // a duplicate: the usage must be sent under a new identifier.
 func TestRejectedIdentifierStaysTaken(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	f.AddCustomer("cus_other")
 	c := newClients(t, f)
 	if _, err := c.events.New(meterEvent("egress", "bafy-early", "cus_late", 5, time.Now())); err != nil {
@@ -121,7 +121,7 @@ func receiver(t *testing.T, secret string) (string, chan map[string]any) {
 }
 
 func TestWebhookDeliversSignedThinEvents(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	meterID := f.AddMeter("egress")
 	f.AddCustomer("cus_known")
 	url, got := receiver(t, "whsec_test")
@@ -140,7 +140,7 @@ func TestWebhookDeliversSignedThinEvents(t *testing.T) {
 	if fmt.Sprint(keys) != "[context created id livemode object related_object type]" {
 		t.Fatalf("thin event has %v", keys)
 	}
-	if thin["id"] != ids[0] || thin["object"] != "v2.core.event" || thin["type"] != stripetest.ErrorReportTriggered ||
+	if thin["id"] != ids[0] || thin["object"] != "v2.core.event" || thin["type"] != fakestripe.ErrorReportTriggered ||
 		thin["related_object"].(map[string]any)["id"] != meterID {
 		t.Fatalf("thin event %v", thin)
 	}
@@ -157,7 +157,7 @@ func TestWebhookDeliversSignedThinEvents(t *testing.T) {
 }
 
 func TestAutoReport(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	f.AddCustomer("cus_known")
 	url, got := receiver(t, "whsec_auto")
 	f.SetWebhook(url, "whsec_auto")
@@ -166,7 +166,7 @@ func TestAutoReport(t *testing.T) {
 	if _, err := c.events.New(meterEvent("egress", "lost", "cus_unknown", 1, time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	if thin := receive(t, got); thin["type"] != stripetest.ErrorReportTriggered {
+	if thin := receive(t, got); thin["type"] != fakestripe.ErrorReportTriggered {
 		t.Fatalf("thin event %v", thin)
 	}
 }
@@ -186,14 +186,14 @@ func receive(t *testing.T, got chan map[string]any) map[string]any {
 func TestSignature(t *testing.T) {
 	payload := []byte(`{"id":"evt_test_1"}`)
 	at := time.Now()
-	header := stripetest.Signature(payload, "whsec_s", at)
+	header := fakestripe.Signature(payload, "whsec_s", at)
 	if err := webhook.ValidatePayload(payload, header, "whsec_s"); err != nil {
 		t.Fatal(err)
 	}
 	if err := webhook.ValidatePayload(append(payload, ' '), header, "whsec_s"); err != webhook.ErrNoValidSignature {
 		t.Fatalf("altered payload: %v", err)
 	}
-	old := stripetest.Signature(payload, "whsec_s", at.Add(-time.Hour))
+	old := fakestripe.Signature(payload, "whsec_s", at.Add(-time.Hour))
 	if err := webhook.ValidatePayload(payload, old, "whsec_s"); err != webhook.ErrTooOld {
 		t.Fatalf("an hour-old signature: %v", err)
 	}

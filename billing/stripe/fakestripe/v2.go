@@ -1,4 +1,4 @@
-package stripetest
+package fakestripe
 
 import (
 	"bufio"
@@ -246,7 +246,7 @@ func (w *streamWriter) Write(b []byte) (int, error) {
 func (w *streamWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.ResponseWriter.(http.Hijacker)
 	if !ok {
-		return nil, nil, errors.New("stripetest: the connection cannot be hijacked")
+		return nil, nil, errors.New("fakestripe: the connection cannot be hijacked")
 	}
 	return hj.Hijack()
 }

@@ -1,4 +1,4 @@
-package stripetest_test
+package fakestripe_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	stripe "github.com/stripe/stripe-go/v81"
 	"github.com/stripe/stripe-go/v81/rawrequest"
 
-	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/billing/stripe/fakestripe"
 )
 
 // session creates a meter event session the way stripe-go v81's
@@ -46,7 +46,7 @@ func stream(c clients, token string, events ...map[string]any) (*stripe.APIRespo
 }
 
 func TestMeterEventStream(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	c := newClients(t, f)
 	s := session(t, c)
@@ -75,13 +75,13 @@ func TestMeterEventStream(t *testing.T) {
 	if ev := f.Events()["s2"]; !ev.Stream || ev.Timestamp != ts.Unix() || ev.Value != 20 {
 		t.Fatalf("recorded %+v", ev)
 	}
-	if f.Requests(stripetest.StreamEndpoint) != 2 || f.Requests(stripetest.SessionEndpoint) != 1 || f.Calls() != 0 {
+	if f.Requests(fakestripe.StreamEndpoint) != 2 || f.Requests(fakestripe.SessionEndpoint) != 1 || f.Calls() != 0 {
 		t.Fatal("requests miscounted")
 	}
 }
 
 func TestStreamTakesAtMost100Events(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	c := newClients(t, f)
 	token := session(t, c)["authentication_token"].(string)
 	events := make([]map[string]any, 101)
@@ -106,7 +106,7 @@ func TestStreamTakesAtMost100Events(t *testing.T) {
 // TestStreamSessionExpires: a token past expires_at is a 401 that stripe-go
 // reads as code billing_meter_event_session_expired; a new session works.
 func TestStreamSessionExpires(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	f.SetSessionLifetime(time.Minute)
 	c := newClients(t, f)
@@ -125,7 +125,7 @@ func TestStreamSessionExpires(t *testing.T) {
 	}
 
 	// The stream takes session tokens only, not the secret key.
-	_, err = stream(c, stripetest.Key, streamEvent("egress", "x3", "cus_a", "1", clock.Now()))
+	_, err = stream(c, fakestripe.Key, streamEvent("egress", "x3", "cus_a", "1", clock.Now()))
 	if se := stripeError(t, err); se.HTTPStatusCode != 401 {
 		t.Fatalf("secret key on the stream: %+v", se)
 	}
@@ -138,7 +138,7 @@ func TestStreamSessionExpires(t *testing.T) {
 // accepted; those Stripe would reject are left out of the totals and
 // reported, by meter, in the next error report.
 func TestStreamValidatesLater(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	meterID := f.AddMeter("egress")
 	f.AddCustomer("cus_a")
@@ -165,7 +165,7 @@ func TestStreamValidatesLater(t *testing.T) {
 		t.Fatalf("%d error reports, want one for the meter and one for no meter", len(ids))
 	}
 	report, noMeter := getCoreEvent(t, c, ids[0]), getCoreEvent(t, c, ids[1])
-	if report["type"] != stripetest.ErrorReportTriggered || report["related_object"].(map[string]any)["id"] != meterID {
+	if report["type"] != fakestripe.ErrorReportTriggered || report["related_object"].(map[string]any)["id"] != meterID {
 		t.Fatalf("report %v", report)
 	}
 	codes := map[string]string{}
@@ -185,7 +185,7 @@ func TestStreamValidatesLater(t *testing.T) {
 	if fmt.Sprint(codes) != fmt.Sprint(want) {
 		t.Fatalf("error types %v, want %v", codes, want)
 	}
-	if noMeter["type"] != stripetest.NoMeterFound || noMeter["related_object"] != nil {
+	if noMeter["type"] != fakestripe.NoMeterFound || noMeter["related_object"] != nil {
 		t.Fatalf("no meter %v", noMeter)
 	}
 	et := noMeter["data"].(map[string]any)["reason"].(map[string]any)["error_types"].([]any)[0].(map[string]any)
@@ -199,12 +199,12 @@ func TestStreamValidatesLater(t *testing.T) {
 // was answered. The requests go through net/http: stripe-go v81's
 // RawRequest panics on a dropped connection (stripe/stripe-go issue #2211).
 func TestStreamFaults(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	c := newClients(t, f)
 	token := session(t, c)["authentication_token"].(string)
-	faults := map[int]stripetest.Fault{1: stripetest.ServerError, 2: stripetest.DropBefore, 3: stripetest.ServerErrorAfter, 4: stripetest.DropAfter, 5: stripetest.TooManyRequests}
+	faults := map[int]fakestripe.Fault{1: fakestripe.ServerError, 2: fakestripe.DropBefore, 3: fakestripe.ServerErrorAfter, 4: fakestripe.DropAfter, 5: fakestripe.TooManyRequests}
 	var seen []int
-	f.SetStreamFault(func(n int, events []stripetest.MeterEvent) stripetest.Fault {
+	f.SetStreamFault(func(n int, events []fakestripe.MeterEvent) fakestripe.Fault {
 		seen = append(seen, len(events))
 		return faults[n]
 	})

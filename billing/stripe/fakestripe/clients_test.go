@@ -1,4 +1,4 @@
-package stripetest_test
+package fakestripe_test
 
 import (
 	"encoding/json"
@@ -16,7 +16,7 @@ import (
 	"github.com/stripe/stripe-go/v81/billing/metereventsummary"
 	"github.com/stripe/stripe-go/v81/rawrequest"
 
-	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/billing/stripe/fakestripe"
 )
 
 // clients are stripe-go v81's own clients, pointed at one fake the way
@@ -33,7 +33,7 @@ type clients struct {
 	meterEvents stripe.RawRequestBackend
 }
 
-func newClients(t *testing.T, f *stripetest.Fake) clients {
+func newClients(t *testing.T, f *fakestripe.Fake) clients {
 	t.Helper()
 	cfg := &stripe.BackendConfig{
 		URL:               stripe.String(f.URL),
@@ -50,11 +50,11 @@ func newClients(t *testing.T, f *stripetest.Fake) clients {
 		t.Fatal("stripe-go's meter-events backend makes no raw requests")
 	}
 	return clients{
-		events:      meterevent.Client{B: api, Key: stripetest.Key},
-		meters:      meter.Client{B: api, Key: stripetest.Key},
-		summaries:   metereventsummary.Client{B: api, Key: stripetest.Key},
-		adjustments: metereventadjustment.Client{B: api, Key: stripetest.Key},
-		raw:         rawrequest.Client{B: rawAPI, Key: stripetest.Key},
+		events:      meterevent.Client{B: api, Key: fakestripe.Key},
+		meters:      meter.Client{B: api, Key: fakestripe.Key},
+		summaries:   metereventsummary.Client{B: api, Key: fakestripe.Key},
+		adjustments: metereventadjustment.Client{B: api, Key: fakestripe.Key},
+		raw:         rawrequest.Client{B: rawAPI, Key: fakestripe.Key},
 		meterEvents: meterEvents,
 	}
 }
@@ -78,7 +78,7 @@ func (c *fixedClock) advance(d time.Duration) {
 }
 
 // setClock gives the fake a fixed clock, at noon on 15 March 2026 UTC.
-func setClock(f *stripetest.Fake) *fixedClock {
+func setClock(f *fakestripe.Fake) *fixedClock {
 	c := &fixedClock{now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
 	f.SetNow(c.Now)
 	return c

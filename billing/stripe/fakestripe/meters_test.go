@@ -1,4 +1,4 @@
-package stripetest_test
+package fakestripe_test
 
 import (
 	"fmt"
@@ -7,13 +7,13 @@ import (
 
 	stripe "github.com/stripe/stripe-go/v81"
 
-	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/billing/stripe/fakestripe"
 )
 
 // TestListMeters: stripe-go's iterator walks the list page by page, newest
 // meter first, and finds a meter by event name as reconciliation does.
 func TestListMeters(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	ids := []string{f.AddMeter("egress"), f.AddMeter("storage"), f.AddMeter("retrievals")}
 	if again := f.AddMeter("egress"); again != ids[0] {
 		t.Fatalf("a second meter for egress: %s", again)
@@ -38,7 +38,7 @@ func TestListMeters(t *testing.T) {
 	if fmt.Sprint(got) != want {
 		t.Fatalf("meters %v, want %v", got, want)
 	}
-	if n := f.Requests(stripetest.MetersEndpoint); n != 2 {
+	if n := f.Requests(fakestripe.MetersEndpoint); n != 2 {
 		t.Fatalf("%d list requests for 3 meters by 2, want 2", n)
 	}
 
@@ -56,7 +56,7 @@ func TestListMeters(t *testing.T) {
 // [start, end), whole or by hour (newest first, paginated), and only for
 // billed events: not another customer's, not a rejected one.
 func TestEventSummaries(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	id := f.AddMeter("egress")
 	f.AddCustomer("cus_a")
@@ -90,7 +90,7 @@ func TestEventSummaries(t *testing.T) {
 	if fmt.Sprint(got) != "[100 0 11]" || hourly[0].StartTime != hour.Add(2*time.Hour).Unix() {
 		t.Fatalf("hourly, newest first: %v (%+v)", got, hourly)
 	}
-	if n := f.Requests(stripetest.EventSummariesEndpoint); n != 3 {
+	if n := f.Requests(fakestripe.EventSummariesEndpoint); n != 3 {
 		t.Fatalf("%d summary requests, want 1 + 2 pages", n)
 	}
 	// A customer created after its event was rejected has nothing billed.
@@ -123,7 +123,7 @@ func TestEventSummaries(t *testing.T) {
 // TestSummariesLag: with a lag set, an event Stripe just received is not yet
 // in the summaries, as reconciliation must allow for.
 func TestSummariesLag(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	f.SetSummaryLag(5 * time.Minute)
 	id := f.AddMeter("egress")

@@ -1,4 +1,4 @@
-package stripetest
+package fakestripe
 
 import "time"
 

@@ -1,4 +1,4 @@
-package stripetest_test
+package fakestripe_test
 
 import (
 	"strings"
@@ -8,11 +8,11 @@ import (
 
 	stripe "github.com/stripe/stripe-go/v81"
 
-	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/billing/stripe/fakestripe"
 )
 
 func TestMeterEventIsRecorded(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	c := newClients(t, f)
 	ts := clock.Now().Add(-time.Hour)
@@ -28,7 +28,7 @@ func TestMeterEventIsRecorded(t *testing.T) {
 	if ev.Customer != "cus_alice" || ev.Value != 2048 || !ev.Received.Equal(clock.Now()) || ev.Stream {
 		t.Fatalf("recorded %+v", ev)
 	}
-	if f.Totals()["cus_alice"] != 2048 || f.Calls() != 1 || f.Requests(stripetest.MeterEventsEndpoint) != 1 {
+	if f.Totals()["cus_alice"] != 2048 || f.Calls() != 1 || f.Requests(fakestripe.MeterEventsEndpoint) != 1 {
 		t.Fatalf("totals %v, %d calls", f.Totals(), f.Calls())
 	}
 }
@@ -38,7 +38,7 @@ func TestMeterEventIsRecorded(t *testing.T) {
 // it (400, its message, no code, Stripe-Should-Retry: false) and not counted
 // again, until the dedup window has passed.
 func TestIdentifierIsCountedOnce(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	c := newClients(t, f)
 	first := meterEvent("egress", "bafy-dup", "cus_alice", 100, clock.Now())
@@ -87,7 +87,7 @@ func TestIdentifierIsCountedOnce(t *testing.T) {
 }
 
 func TestTimestampWindow(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	c := newClients(t, f)
 	now := clock.Now()
@@ -118,7 +118,7 @@ func TestTimestampWindow(t *testing.T) {
 }
 
 func TestValueRules(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	c := newClients(t, f)
 	tests := []struct {
 		value string
@@ -156,7 +156,7 @@ func TestValueRules(t *testing.T) {
 // TestEventNameNeedsMeter: once meters are set up, v1 refuses an event name
 // no meter has.
 func TestEventNameNeedsMeter(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	f.AddMeter("egress")
 	c := newClients(t, f)
 	_, err := c.events.New(meterEvent("egres", "typo", "cus_alice", 1, time.Now()))
@@ -172,7 +172,7 @@ func TestEventNameNeedsMeter(t *testing.T) {
 // in flight, another for the same pair is answered 429 rate_limit, and calls
 // for another customer or another meter are not.
 func TestOneCallPerCustomerAndMeter(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	f.SetDelay(300 * time.Millisecond)
 	c := newClients(t, f)
 
@@ -228,12 +228,12 @@ func TestOneCallPerCustomerAndMeter(t *testing.T) {
 }
 
 func TestInjectedFaultsAreListed(t *testing.T) {
-	f := stripetest.New(t)
-	f.SetFault(func(n int, _ stripetest.MeterEvent) stripetest.Fault {
+	f := newFake(t)
+	f.SetFault(func(n int, _ fakestripe.MeterEvent) fakestripe.Fault {
 		if n == 1 {
-			return stripetest.TooManyRequests
+			return fakestripe.TooManyRequests
 		}
-		return stripetest.None
+		return fakestripe.None
 	})
 	c := newClients(t, f)
 	_, err := c.events.New(meterEvent("egress", "f", "cus_a", 1, time.Now()))

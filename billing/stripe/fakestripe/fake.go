@@ -1,5 +1,5 @@
-// Package stripetest is a stateful fake of the parts of Stripe that egressd
-// uses, for tests: v1 meter events, meters and their event summaries, cancel
+// Package fakestripe is a stateful fake of the parts of Stripe that egressd
+// uses, served on a local port: v1 meter events, meters and their event summaries, cancel
 // adjustments, v2 meter event sessions and streams, and the v2 events and
 // signed thin-event deliveries by which Stripe reports, later, the meter
 // events it accepted and then rejected. stripe-mock is stateless and serves
@@ -15,16 +15,17 @@
 // Until AddMeter is first called every event name has a meter (made on first
 // use), and until AddCustomer is first called every customer exists, so a test
 // that cares about neither needs no setup.
-package stripetest
+package fakestripe
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -80,7 +81,7 @@ type MeterEvent struct {
 // Fake is the fake Stripe. Its methods are safe for concurrent use.
 type Fake struct {
 	URL string
-	srv *httptest.Server
+	srv *http.Server
 	// webhook delivers thin events to the destination set by SetWebhook.
 	webhook *http.Client
 
@@ -132,16 +133,12 @@ type Fake struct {
 	rateLimited   []RateLimited
 }
 
-// New starts a fake on 127.0.0.1, closed when the test ends.
-func New(t testing.TB) *Fake {
-	f := Start()
-	t.Cleanup(f.Close)
-	return f
-}
-
-// Start starts a fake on 127.0.0.1 outside a test (the load tool drives the
-// worker against it); Close stops it.
-func Start() *Fake {
+// Start starts a fake on a free port of 127.0.0.1; Close stops it.
+func Start() (*Fake, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("fakestripe: listen on 127.0.0.1: %w", err)
+	}
 	f := &Fake{
 		webhook:         &http.Client{Timeout: 10 * time.Second},
 		slowDelay:       2 * time.Second,
@@ -172,9 +169,10 @@ func Start() *Fake {
 		(&apiError{status: http.StatusNotFound, typ: "invalid_request_error",
 			msg: "Unrecognized request URL (" + r.Method + ": " + r.URL.Path + ")"}).write(w)
 	})
-	f.srv = httptest.NewServer(mux)
-	f.URL = f.srv.URL
-	return f
+	f.srv = &http.Server{Handler: mux}
+	f.URL = "http://" + ln.Addr().String()
+	go f.srv.Serve(ln) // returns http.ErrServerClosed when Close shuts it down
+	return f, nil
 }
 
 // handle serves pattern with h, counting its requests.
@@ -195,7 +193,15 @@ func (f *Fake) Close() {
 		f.reportTimer.Stop()
 	}
 	f.mu.Unlock()
-	f.srv.Close()
+	// Shutdown, as httptest's Close does, waits for the requests in flight
+	// (a SlowAfter reply, a delayed one), so that no handler records an event
+	// after Close returns; hijacked (dropped) connections are not waited for.
+	f.srv.Shutdown(context.Background())
+	// Also as httptest does: the default client's idle connections to this
+	// server are of no further use.
+	if t, ok := http.DefaultTransport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 // SetFault sets the fault for each following v1 meter event request; nil

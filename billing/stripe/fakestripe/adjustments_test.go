@@ -1,12 +1,10 @@
-package stripetest_test
+package fakestripe_test
 
 import (
 	"testing"
 	"time"
 
 	stripe "github.com/stripe/stripe-go/v81"
-
-	"github.com/egressd/egressd/billing/stripe/stripetest"
 )
 
 func cancelParams(eventName, identifier string) *stripe.BillingMeterEventAdjustmentParams {
@@ -21,7 +19,7 @@ func cancelParams(eventName, identifier string) *stripe.BillingMeterEventAdjustm
 // summaries; an event received 24 hours ago or more can no longer be
 // cancelled.
 func TestCancelWithin24Hours(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	clock := setClock(f)
 	id := f.AddMeter("egress")
 	c := newClients(t, f)
@@ -65,7 +63,7 @@ func TestCancelWithin24Hours(t *testing.T) {
 }
 
 func TestCancelRefusals(t *testing.T) {
-	f := stripetest.New(t)
+	f := newFake(t)
 	f.AddMeter("egress")
 	c := newClients(t, f)
 	if _, err := c.events.New(meterEvent("egress", "sent", "cus_a", 1, time.Now())); err != nil {
