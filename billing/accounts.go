@@ -3,8 +3,9 @@ package billing
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // ErrUnknownCustomer is what Accounts answers for a customer it does not know.
@@ -20,14 +21,16 @@ type Accounts interface {
 // accountCache remembers answers from Accounts for a short TTL, so a busy
 // customer costs one lookup every TTL instead of one per batch (the JS
 // original retrieved the Stripe customer before every meter event), while a
-// `customer set` is still seen within the TTL.
+// `customer set` is still seen within the TTL. Both an account (or none) and
+// ErrUnknownCustomer are remembered.
 type accountCache struct {
 	src Accounts
 	ttl time.Duration
 	now func() time.Time
 
-	mu sync.Mutex
-	m  map[string]cachedAccount
+	// m is keyed by customer. The expiry is kept with each entry, not left
+	// to lru's expirable cache, so that the worker's clock (Config.Now) rules.
+	m *lru.Cache[string, cachedAccount]
 }
 
 type cachedAccount struct {
@@ -36,21 +39,20 @@ type cachedAccount struct {
 	expires  time.Time
 }
 
-// maxCachedAccounts bounds the cache; past it, expired answers are dropped.
+// maxCachedAccounts bounds the cache; past it, the least recently used
+// customer is forgotten.
 const maxCachedAccounts = 100_000
 
 func newAccountCache(src Accounts, ttl time.Duration, now func() time.Time) *accountCache {
-	return &accountCache{src: src, ttl: ttl, now: now, m: make(map[string]cachedAccount)}
+	m, _ := lru.New[string, cachedAccount](maxCachedAccounts) // fails only for size <= 0
+	return &accountCache{src: src, ttl: ttl, now: now, m: m}
 }
 
 // Account returns the cached answer, or asks the source. Errors other than
 // ErrUnknownCustomer are not cached.
 func (c *accountCache) Account(ctx context.Context, customer string) (string, error) {
 	now := c.now()
-	c.mu.Lock()
-	hit, ok := c.m[customer]
-	c.mu.Unlock()
-	if ok && now.Before(hit.expires) {
+	if hit, ok := c.m.Get(customer); ok && now.Before(hit.expires) {
 		if hit.notFound {
 			return "", ErrUnknownCustomer
 		}
@@ -62,15 +64,6 @@ func (c *accountCache) Account(ctx context.Context, customer string) (string, er
 	if err != nil && !notFound {
 		return "", err
 	}
-	c.mu.Lock()
-	if len(c.m) >= maxCachedAccounts {
-		for k, v := range c.m {
-			if !now.Before(v.expires) {
-				delete(c.m, k)
-			}
-		}
-	}
-	c.m[customer] = cachedAccount{account: account, notFound: notFound, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
+	c.m.Add(customer, cachedAccount{account: account, notFound: notFound, expires: now.Add(c.ttl)})
 	return account, err
 }
