@@ -71,7 +71,7 @@ type Config struct {
 	API string
 	// URL replaces both Stripe hosts, https://api.stripe.com and (for v2
 	// streams) https://meter-events.stripe.com; empty keeps them. Point it
-	// at stripe-mock, the fake in stripetest, or a proxy.
+	// at stripe-mock, the fake in fakestripe, or a proxy.
 	URL string
 	// EventName is the meter's event_name; empty is DefaultEventName.
 	EventName string
