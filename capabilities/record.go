@@ -1,6 +1,7 @@
-// Package capabilities defines what a gateway can invoke on egressd: the two
-// names of the egress record capability, their caveats, the success value and
-// the named failures, with the IPLD schemas they are encoded with.
+// Package capabilities defines what can be invoked on egressd: for each
+// capability (the egress record under its two names, ucan/revoke) its
+// caveats, parser, success value and named failures, with the IPLD schemas
+// they are encoded with. The server package serves them.
 package capabilities
 
 import (
@@ -121,7 +122,8 @@ var Record = constrained(validator.NewCapability(UsageRecord, spaceDID, caveatsR
 // derived the same way.
 var EgressRecordCapability = constrained(validator.NewCapability(EgressRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]))
 
-// Parsers lists the served capabilities by name.
+// Parsers are the record capability's parsers by name, for a client to
+// invoke either. The server serves them through its own registration.
 var Parsers = map[string]validator.CapabilityParser[RecordCaveats]{
 	UsageRecord:  Record,
 	EgressRecord: EgressRecordCapability,

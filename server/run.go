@@ -160,7 +160,7 @@ func (l *customerLookups) Customer(ctx context.Context, space string, providers 
 // example after the space is provisioned).
 func (s *Server) fail(inv invocation.Invocation, can string, f capabilities.Failure) outcome {
 	o := outcome{capability: can, result: f.FailureName}
-	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[capabilities.RecordOK, capabilities.Failure](f), ran.FromInvocation(inv))
+	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[ipld.Builder, capabilities.Failure](f), ran.FromInvocation(inv))
 	return o
 }
 
@@ -168,6 +168,6 @@ func (s *Server) fail(inv invocation.Invocation, can string, f capabilities.Fail
 // for invocations refused before their blocks were trusted to be read.
 func (s *Server) failLink(link ipld.Link, can string, f capabilities.Failure) outcome {
 	o := outcome{capability: can, result: f.FailureName}
-	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[capabilities.RecordOK, capabilities.Failure](f), ran.FromLink(link))
+	o.receipt, o.err = receipt.Issue(s.cfg.Signer, result.Error[ipld.Builder, capabilities.Failure](f), ran.FromLink(link))
 	return o
 }

@@ -1,7 +1,9 @@
 // Package server is egressd's HTTP face: it takes ucanto agent messages from
-// gateways, validates each record invocation, finds the paying customer,
-// queues the egress event, stores the signed receipt and replies; and it
-// serves receipts, the service identity, health and metrics.
+// gateways, validates each invocation and hands it to the capability
+// registered under its name (capability.go; egress records in record.go,
+// ucan/revoke in revoke.go), queues the billing events it leaves, stores the
+// signed receipt and replies; and it serves receipts, the service identity,
+// health and metrics.
 package server
 
 import (
