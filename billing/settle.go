@@ -212,24 +212,24 @@ func (w *Worker) serially(ctx context.Context, lane string, fn func(ctx context.
 	return nil
 }
 
-// customerLocks is a mutex per name (a lane, an account), kept only while
+// namedLocks is a mutex per name (a lane, an account), kept only while
 // someone holds or waits for it.
-type customerLocks struct {
+type namedLocks struct {
 	mu sync.Mutex
-	m  map[string]*customerLock
+	m  map[string]*namedLock
 }
 
-type customerLock struct {
+type namedLock struct {
 	ch   chan struct{} // holds a token while locked
 	refs int           // holders and waiters
 }
 
-func (l *customerLocks) lock(ctx context.Context, lane string) (unlock func(), err error) {
+func (l *namedLocks) lock(ctx context.Context, name string) (unlock func(), err error) {
 	l.mu.Lock()
-	cl, ok := l.m[lane]
+	cl, ok := l.m[name]
 	if !ok {
-		cl = &customerLock{ch: make(chan struct{}, 1)}
-		l.m[lane] = cl
+		cl = &namedLock{ch: make(chan struct{}, 1)}
+		l.m[name] = cl
 	}
 	cl.refs++
 	l.mu.Unlock()
@@ -238,7 +238,7 @@ func (l *customerLocks) lock(ctx context.Context, lane string) (unlock func(), e
 		l.mu.Lock()
 		cl.refs--
 		if cl.refs == 0 {
-			delete(l.m, lane)
+			delete(l.m, name)
 		}
 		l.mu.Unlock()
 	}

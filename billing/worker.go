@@ -115,7 +115,7 @@ type Worker struct {
 	log      *slog.Logger
 	metrics  *workerMetrics
 	accounts *accountCache
-	locks    customerLocks
+	locks    namedLocks
 	limits   SinkLimits
 	rule     BatchRule
 	// active bounds the lanes being worked on at once.
@@ -182,7 +182,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		log:       cfg.Logger,
 		metrics:   metrics,
 		accounts:  newAccountCache(cfg.Accounts, cfg.AccountTTL, cfg.Now),
-		locks:     customerLocks{m: make(map[string]*customerLock)},
+		locks:     namedLocks{m: make(map[string]*namedLock)},
 		limits:    limits,
 		rule:      rule,
 		active:    make(chan struct{}, cfg.Concurrency),
