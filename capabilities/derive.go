@@ -21,59 +21,61 @@ import (
 // resolved and derived by the validator (DefaultDerives); only the caveats
 // are added here.
 
-// constrained makes a record capability parser refuse a claim whose caveats
-// a delegation in its proof chain does not allow.
-func constrained(p validator.CapabilityParser[RecordCaveats]) validator.CapabilityParser[RecordCaveats] {
-	return constrainedParser{p}
+// constrained makes a capability parser refuse a claim whose caveats a
+// delegation in its proof chain does not allow, as check decides.
+func constrained[C any](p validator.CapabilityParser[C], check func(claimed C, delegated any) error) validator.CapabilityParser[C] {
+	return constrainedParser[C]{p, check}
 }
 
-type constrainedParser struct {
-	validator.CapabilityParser[RecordCaveats]
+type constrainedParser[C any] struct {
+	validator.CapabilityParser[C]
+	check func(claimed C, delegated any) error
 }
 
 // Match parses an invocation's own capability; the matches it returns check
 // the delegations they are derived from.
-func (p constrainedParser) Match(source validator.Source) (validator.Match[RecordCaveats], validator.InvalidCapability) {
+func (p constrainedParser[C]) Match(source validator.Source) (validator.Match[C], validator.InvalidCapability) {
 	m, err := p.CapabilityParser.Match(source)
 	if err != nil {
 		return nil, err
 	}
-	return constrainedMatch{m}, nil
+	return constrainedMatch[C]{m, p.check}, nil
 }
 
 // Select goes through Match above, not the wrapped parser's.
-func (p constrainedParser) Select(sources []validator.Source) ([]validator.Match[RecordCaveats], []validator.DelegationError, []ucan.Capability[any]) {
+func (p constrainedParser[C]) Select(sources []validator.Source) ([]validator.Match[C], []validator.DelegationError, []ucan.Capability[any]) {
 	return validator.Select(p, sources)
 }
 
 // String names the capability in Unauthorized messages.
-func (p constrainedParser) String() string { return fmt.Sprint(p.CapabilityParser) }
+func (p constrainedParser[C]) String() string { return fmt.Sprint(p.CapabilityParser) }
 
-type constrainedMatch struct {
-	validator.Match[RecordCaveats]
+type constrainedMatch[C any] struct {
+	validator.Match[C]
+	check func(claimed C, delegated any) error
 }
 
 // Select finds the delegations the claim can be derived from, as the
 // validator does, and drops those whose caveats the claim violates.
-func (m constrainedMatch) Select(sources []validator.Source) ([]validator.Match[RecordCaveats], []validator.DelegationError, []ucan.Capability[any]) {
+func (m constrainedMatch[C]) Select(sources []validator.Source) ([]validator.Match[C], []validator.DelegationError, []ucan.Capability[any]) {
 	found, errs, unknowns := m.Match.Select(sources)
-	var matches []validator.Match[RecordCaveats]
+	var matches []validator.Match[C]
 	for _, parent := range found {
 		// Every match in a chain carries the invocation's caveats (the
 		// validator copies them down), so each delegation is checked against
-		// what is actually being recorded.
-		if err := checkDelegatedCaveats(m.Value().Nb(), parent.Source()[0].Capability().Nb()); err != nil {
+		// what is actually being claimed.
+		if err := m.check(m.Value().Nb(), parent.Source()[0].Capability().Nb()); err != nil {
 			escalated := validator.NewEscalatedCapabilityError(m.Value(), parent.Value(), err)
 			errs = append(errs, validator.NewDelegationError([]validator.DelegationSubError{escalated}, m))
 			continue
 		}
-		matches = append(matches, constrainedMatch{parent})
+		matches = append(matches, constrainedMatch[C]{parent, m.check})
 	}
 	return matches, errs, unknowns
 }
 
 // Prune keeps the wrapper, so the next link of the chain is checked too.
-func (m constrainedMatch) Prune(issuer validator.CanIssuer[RecordCaveats]) validator.Match[RecordCaveats] {
+func (m constrainedMatch[C]) Prune(issuer validator.CanIssuer[C]) validator.Match[C] {
 	if m.Match.Prune(issuer) == nil {
 		return nil
 	}
@@ -81,7 +83,7 @@ func (m constrainedMatch) Prune(issuer validator.CanIssuer[RecordCaveats]) valid
 }
 
 // String renders the claim in failure messages, as the wrapped match does.
-func (m constrainedMatch) String() string { return fmt.Sprint(m.Match) }
+func (m constrainedMatch[C]) String() string { return fmt.Sprint(m.Match) }
 
 // checkDelegatedCaveats checks the claimed caveats against the nb of a
 // delegation they are derived from. Each caveat the delegation states must be

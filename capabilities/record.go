@@ -116,11 +116,11 @@ var spaceDID = ucschema.DIDString(ucschema.WithMethod("key"))
 
 // Record is the usage/record capability. DefaultDerives checks `with`;
 // constrained adds the caveats a delegation fixes (derive.go).
-var Record = constrained(validator.NewCapability(UsageRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]))
+var Record = constrained(validator.NewCapability(UsageRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]), checkDelegatedCaveats)
 
 // EgressRecordCapability is the space/content/serve/egress/record capability,
 // derived the same way.
-var EgressRecordCapability = constrained(validator.NewCapability(EgressRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]))
+var EgressRecordCapability = constrained(validator.NewCapability(EgressRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]), checkDelegatedCaveats)
 
 // Parsers are the record capability's parsers by name, for a client to
 // invoke either. The server serves them through its own registration.

@@ -82,13 +82,11 @@ func ReadRevokeCaveats(nb any) (RevokeCaveats, error) {
 // principal, the same delegation when the delegated one names one, and the
 // same proof list. As for the record capabilities (derive.go), go-ucanto
 // hands derives the claimed caveats in place of the delegated ones, so the
-// caveats are compared by revokeMatch, where the delegation is at hand.
-var Revoke validator.CapabilityParser[RevokeCaveats] = revokeParser{
-	validator.NewCapability(UcanRevoke, ucschema.DIDString(), revokeCaveatsReader, deriveRevoke),
-}
+// caveats are compared by checkDelegatedRevoke, where the delegation is at hand.
+var Revoke = constrained(validator.NewCapability(UcanRevoke, ucschema.DIDString(), revokeCaveatsReader, deriveRevoke), checkDelegatedRevoke)
 
 // deriveRevoke checks claimed against delegated: `with` here (equal, as
-// w3up's equalWith), the caveats in revokeMatch.
+// w3up's equalWith), the caveats in checkDelegatedRevoke.
 func deriveRevoke(claimed, delegated ucan.Capability[RevokeCaveats]) failure.Failure {
 	if claimed.With() != delegated.With() {
 		return ucschema.NewSchemaError(fmt.Sprintf("can only revoke as %s, not as %s", delegated.With(), claimed.With()))
@@ -116,56 +114,6 @@ func checkDelegatedRevoke(claimed RevokeCaveats, delegated any) error {
 	}
 	return nil
 }
-
-type revokeParser struct {
-	validator.CapabilityParser[RevokeCaveats]
-}
-
-// Match parses an invocation's own capability; the matches it returns check
-// the delegations they are derived from.
-func (p revokeParser) Match(source validator.Source) (validator.Match[RevokeCaveats], validator.InvalidCapability) {
-	m, err := p.CapabilityParser.Match(source)
-	if err != nil {
-		return nil, err
-	}
-	return revokeMatch{m}, nil
-}
-
-// Select goes through Match above, not the wrapped parser's.
-func (p revokeParser) Select(sources []validator.Source) ([]validator.Match[RevokeCaveats], []validator.DelegationError, []ucan.Capability[any]) {
-	return validator.Select(p, sources)
-}
-
-func (p revokeParser) String() string { return fmt.Sprint(p.CapabilityParser) }
-
-type revokeMatch struct {
-	validator.Match[RevokeCaveats]
-}
-
-// Select drops the delegations whose caveats the claim does not keep to.
-func (m revokeMatch) Select(sources []validator.Source) ([]validator.Match[RevokeCaveats], []validator.DelegationError, []ucan.Capability[any]) {
-	found, errs, unknowns := m.Match.Select(sources)
-	var matches []validator.Match[RevokeCaveats]
-	for _, parent := range found {
-		if err := checkDelegatedRevoke(m.Value().Nb(), parent.Source()[0].Capability().Nb()); err != nil {
-			escalated := validator.NewEscalatedCapabilityError(m.Value(), parent.Value(), err)
-			errs = append(errs, validator.NewDelegationError([]validator.DelegationSubError{escalated}, m))
-			continue
-		}
-		matches = append(matches, revokeMatch{parent})
-	}
-	return matches, errs, unknowns
-}
-
-// Prune keeps the wrapper, so the next link of the chain is checked too.
-func (m revokeMatch) Prune(issuer validator.CanIssuer[RevokeCaveats]) validator.Match[RevokeCaveats] {
-	if m.Match.Prune(issuer) == nil {
-		return nil
-	}
-	return m
-}
-
-func (m revokeMatch) String() string { return fmt.Sprint(m.Match) }
 
 func linkStrings(links []ipld.Link) []string {
 	s := make([]string, len(links))
