@@ -97,6 +97,31 @@ type Usage struct {
 	Events   int64  `json:"events"`
 }
 
+// DailyUsage is what one space of a customer served on one UTC day, as the
+// ledger counted it: the same events as the monthly totals.
+type DailyUsage struct {
+	Customer string `json:"customer"`
+	Space    string `json:"space"`
+	// Day is YYYY-MM-DD in UTC.
+	Day    string `json:"day"`
+	Bytes  int64  `json:"bytes"`
+	Events int64  `json:"events"`
+}
+
+// DailyFilter selects a customer's daily totals.
+type DailyFilter struct {
+	// Customer is required.
+	Customer string
+	// Spaces, when not empty, are the only spaces read (each one range
+	// read); otherwise every space of the customer.
+	Spaces []string
+	// From and To bound the days: From <= day < To, both UTC days.
+	From, To time.Time
+}
+
+// Day is the UTC day of t: YYYY-MM-DD.
+func Day(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+
 // BatchFilter selects batches, for reconciliation with the sink.
 type BatchFilter struct {
 	// Customer is required.
