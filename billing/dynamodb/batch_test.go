@@ -51,8 +51,8 @@ func TestHotSpaceOneMonthlyWritePerBatch(t *testing.T) {
 		sizes = append(sizes, b.Events)
 	}
 	slices.Sort(sizes)
-	if !slices.Equal(sizes, []int{6, 97, 97}) {
-		t.Fatalf("200 events of one space made batches of %v events, want 97, 97 and 6 (a transaction's 100 actions)", sizes)
+	if !slices.Equal(sizes, []int{8, 96, 96}) {
+		t.Fatalf("200 events of one space made batches of %v events, want 96, 96 and 8 (a transaction's 100 actions)", sizes)
 	}
 	if got := tx.actions["Update "+tables.Monthly]; got != 3 {
 		t.Fatalf("the monthly row took %d updates for 3 batches", got)
@@ -69,7 +69,7 @@ func TestHotSpaceOneMonthlyWritePerBatch(t *testing.T) {
 }
 
 // TestBatchFitsOneTransaction: a batch of events in many spaces needs a
-// monthly ADD and a month item per space, so it is split to fit DynamoDB's
+// monthly ADD, a month item and a daily ADD per space, so it is split to fit DynamoDB's
 // 100 actions a transaction.
 func TestBatchFitsOneTransaction(t *testing.T) {
 	ctx := context.Background()
@@ -81,11 +81,11 @@ func TestBatchFitsOneTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(bs) != 2 || bs[0].ID != "sp000" || bs[0].Events != 33 || bs[1].ID != "sp033" || bs[1].Events != 7 {
-		t.Fatalf("40 events of 40 spaces made %+v; want 33 (33 entries, 66 monthly and month items, the batch) then 7", bs)
+	if len(bs) != 2 || bs[0].ID != "sp000" || bs[0].Events != 24 || bs[1].ID != "sp024" || bs[1].Events != 16 {
+		t.Fatalf("40 events of 40 spaces made %+v; want 24 (24 entries, 72 monthly, month and daily items, the batch) then 16", bs)
 	}
-	if got := calls.take(); !strings.Contains(got, "TransactWriteItems/100 TransactWriteItems/22") {
-		t.Fatalf("calls %q, want transactions of 100 and 22 actions", got)
+	if got := calls.take(); !strings.Contains(got, "TransactWriteItems/97 TransactWriteItems/65") {
+		t.Fatalf("calls %q, want transactions of 97 and 65 actions", got)
 	}
 	u, err := l.Usage(ctx, billing.UsageFilter{Month: "2025-05"})
 	if err != nil || len(u) != 40 {

@@ -31,13 +31,13 @@ func TestWriteUnitsPerEvent(t *testing.T) {
 		mostReads float64 // read units per event
 	}{
 		// Record: the entry and its state index entry (4), the batch item
-		// (2), the monthly row and its index (4), the events row and its
-		// two indexes (3); Settle: the batch (1), the entry and its move in
+		// (2), the monthly row and its index (4), the daily item (2), the
+		// events row and its two indexes (3); Settle: the batch (1), the entry and its move in
 		// the state index (3). Reads: the entry and the events row.
-		{"batches of 1", 1, billing.BatchRule{}, 17, 2},
+		{"batches of 1", 1, billing.BatchRule{}, 19.5, 2},
 		// Record: each entry with its index entry (4) and events row with
-		// its indexes (3); once per batch the monthly row and its index (4)
-		// and the 4 KB batch item (8). Settle: each entry (3), the batch (4).
+		// its indexes (3); once per batch the monthly row and its index (4),
+		// the daily item (2) and the 4 KB batch item (8). Settle: each entry (3), the batch (4).
 		{"batches of 50", 50, minute, 10.5, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -91,20 +91,20 @@ func TestRecordCalls(t *testing.T) {
 		evs  []billing.Event
 		want string
 	}{
-		// The entry, the batch, the monthly ADD, and the month item the
-		// first time this customer and space are counted in the month.
-		{"a new event", []billing.Event{event("c1", 1)}, "BatchGetItem TransactWriteItems/4 BatchWriteItem"},
+		// The entry, the batch, the monthly and daily ADDs, and the month
+		// item the first time this customer and space are counted in the month.
+		{"a new event", []billing.Event{event("c1", 1)}, "BatchGetItem TransactWriteItems/5 BatchWriteItem"},
 		{"the same again", []billing.Event{event("c1", 1)}, "BatchGetItem BatchWriteItem"},
-		// 50 events of one space: 50 entries, the batch, one monthly ADD.
-		{"a batch of 50", fifty(event), "BatchGetItem TransactWriteItems/52 BatchWriteItem BatchWriteItem"},
-		// 100 events: two lookups; a batch holds 97 of one space.
-		{"a batch of 100", hundred(event), "BatchGetItem BatchGetItem TransactWriteItems/99 TransactWriteItems/5 BatchWriteItem BatchWriteItem BatchWriteItem BatchWriteItem"},
-		{"near the total", []billing.Event{event("big", math.MaxInt64-400)}, "BatchGetItem TransactWriteItems/3 BatchWriteItem"},
+		// 50 events of one space: 50 entries, the batch, one monthly and one daily ADD.
+		{"a batch of 50", fifty(event), "BatchGetItem TransactWriteItems/53 BatchWriteItem BatchWriteItem"},
+		// 100 events: two lookups; a batch holds 96 of one space.
+		{"a batch of 100", hundred(event), "BatchGetItem BatchGetItem TransactWriteItems/99 TransactWriteItems/7 BatchWriteItem BatchWriteItem BatchWriteItem BatchWriteItem"},
+		{"near the total", []billing.Event{event("big", math.MaxInt64-400)}, "BatchGetItem TransactWriteItems/4 BatchWriteItem"},
 		// Past the total: the batch is cancelled, the totals read; the
 		// events the total takes are a batch, the other is tried alone,
 		// then refused.
 		{"past the total", []billing.Event{event("a", 100), event("b", 300), event("c", 100)},
-			"BatchGetItem TransactWriteItems/5 BatchGetItem TransactWriteItems/4 TransactWriteItems/3 TransactWriteItems/3 BatchWriteItem"},
+			"BatchGetItem TransactWriteItems/6 BatchGetItem TransactWriteItems/5 TransactWriteItems/4 TransactWriteItems/4 BatchWriteItem"},
 	} {
 		_, _, err := l.Record(ctx, tc.evs, minute)
 		if err != nil {

@@ -24,9 +24,9 @@ const recordAttempts = 12
 const maxActions = 100
 
 // maxMembers caps a batch at what one transaction holds when its members
-// share a space: the members, the monthly ADD, the month item and the
-// batch item. fit splits batches of many spaces further.
-const maxMembers = maxActions - 3
+// share a space: the members, the monthly ADD, the daily ADD, the month
+// item and the batch item. fit splits batches of many spaces further.
+const maxMembers = maxActions - 4
 
 // adoptedReason is the reason of an entry adopted from w3infra's pipeline.
 const adoptedReason = "recorded by Storacha's own pipeline"
@@ -199,8 +199,8 @@ func (l *Ledger) recordBatches(ctx context.Context, evs []billing.Event, rule bi
 }
 
 // fit splits a batch's members, in order, into batches that each fit one
-// transaction: a member's entry each, a monthly ADD and a month item per
-// space and month, and the batch item.
+// transaction: a member's entry each, a monthly ADD, a month item and a
+// daily ADD per space and day (a day lies in one month), and the batch item.
 func fit(members []billing.Event) [][]billing.Event {
 	var (
 		out    [][]billing.Event
@@ -208,12 +208,12 @@ func fit(members []billing.Event) [][]billing.Event {
 		spaces = map[string]bool{}
 	)
 	for i, ev := range members {
-		k := ev.Space + " " + billing.Month(ev.ServedAt)
+		k := ev.Space + " " + billing.Day(ev.ServedAt)
 		n := len(spaces)
 		if !spaces[k] {
 			n++
 		}
-		if i > start && (i-start+1)+2*n+1 > maxActions {
+		if i > start && (i-start+1)+3*n+1 > maxActions {
 			out = append(out, members[start:i])
 			start = i
 			clear(spaces)

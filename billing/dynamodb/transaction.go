@@ -15,7 +15,7 @@ import (
 )
 
 // One batch's transaction, as Record writes it: its members' entries, its
-// batch item, its monthly ADDs and month items, and what a cancellation
+// batch item, its monthly and daily ADDs and month items, and what a cancellation
 // of it means.
 
 // written is what one try of a batch's transaction did.
@@ -79,6 +79,9 @@ func (l *Ledger) write(ctx context.Context, fb billing.FormedBatch, refusal stri
 	firstMonthly := len(actions)
 	for _, t := range sums {
 		actions = append(actions, l.addToMonthly(b.Customer, t, refusal != ""))
+	}
+	for _, t := range dayTotals(fb.Members) {
+		actions = append(actions, l.addToDaily(b.Customer, t, refusal != ""))
 	}
 	var registering []string
 	for _, t := range sums {
