@@ -9,17 +9,18 @@ import (
 
 	"github.com/egressd/egressd/customers"
 	"github.com/egressd/egressd/customers/customerstest"
-	"github.com/egressd/egressd/customers/sqlite"
+	"github.com/egressd/egressd/embedded"
 )
 
 // TestCachedConformance: in one process, the cache is invisible.
 func TestCachedConformance(t *testing.T) {
 	customerstest.Run(t, func(t *testing.T) customers.Store {
-		s, err := sqlite.Open(t.TempDir())
+		db, err := embedded.Open(context.Background(), t.TempDir(), embedded.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
+		t.Cleanup(func() { db.Close() })
+		s := db.Customers
 		return customers.NewCached(s, time.Minute, 0)
 	})
 }

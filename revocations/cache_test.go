@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/revocations"
 	"github.com/egressd/egressd/revocations/revocationstest"
 	"github.com/egressd/egressd/revocations/sqlite"
@@ -100,12 +101,12 @@ func (s *countingStore) Revocations(ctx context.Context, delegations []string) (
 
 func openSQLite(t *testing.T) *sqlite.Store {
 	t.Helper()
-	s, err := sqlite.Open(t.TempDir())
+	db, err := embedded.Open(context.Background(), t.TempDir(), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	t.Cleanup(func() { db.Close() })
+	return db.Revocations
 }
 
 func lookup(t *testing.T, s revocations.Store, cids ...string) []revocations.Revocation {

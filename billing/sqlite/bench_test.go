@@ -11,7 +11,6 @@ import (
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/sqlite"
-	"github.com/egressd/egressd/embedded"
 )
 
 func benchEvent(i int) billing.Event {
@@ -25,12 +24,7 @@ func benchEvent(i int) billing.Event {
 // openQueue opens the queue as the embedded backend does, in its journal.
 func openQueue(b *testing.B) *sqlite.Queue {
 	b.Helper()
-	j, err := embedded.Open(context.Background(), b.TempDir(), sqlite.QueueOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { j.Close() })
-	return j.Queue
+	return openData(b, b.TempDir()).Queue
 }
 
 // BenchmarkEnqueueConcurrent is the server's load on the queue: many
@@ -117,11 +111,7 @@ func benchCause(i int, random bool) string {
 }
 
 func benchRecord(b *testing.B, random bool, customers int, window time.Duration, settle bool) {
-	l, err := sqlite.OpenLedger(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
+	l := openData(b, b.TempDir()).Ledger
 	ctx := context.Background()
 	rule := billing.BatchRule{Window: window}
 	// A millisecond apart, the way a busy server stamps them.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,59 +16,9 @@ import (
 	"github.com/egressd/egressd/internal/sqlitedb"
 )
 
-// The ledger and monthly tables follow Storacha's egress-traffic-events and
-// egress-traffic-monthly tables, keyed for this service's questions: the
-// ledger by cause (the dedup key), the totals by customer, month and space.
-// The batches table holds what the worker sends the sink, one row per charge.
-const ledgerSchema = `
-CREATE TABLE IF NOT EXISTS ledger (
-	cause       TEXT PRIMARY KEY,  -- the invocation CID: one row per billable event, ever
-	space       TEXT NOT NULL,
-	customer    TEXT NOT NULL,
-	resource    TEXT NOT NULL,
-	bytes       INTEGER NOT NULL,
-	served_at   INTEGER NOT NULL,  -- unix ms
-	month       TEXT NOT NULL,     -- YYYY-MM of served_at, UTC
-	state       TEXT NOT NULL,     -- always the state of its batch
-	reason      TEXT NOT NULL DEFAULT '',
-	recorded_at INTEGER NOT NULL,  -- unix ms
-	updated_at  INTEGER NOT NULL,  -- unix ms
-	batch       TEXT NOT NULL DEFAULT ''  -- batches.id
-);
--- Entries not billed (yet), for redrive and listings by state. Reported
--- ones, nearly all of them, are left out: settling an event then costs one
--- index write instead of two, and the index stays small enough to be
--- cached. Queries for other states name the condition (see Entries).
-CREATE INDEX IF NOT EXISTS ledger_unbilled ON ledger (state, customer, cause) WHERE state <> 'reported';
-CREATE INDEX IF NOT EXISTS ledger_month ON ledger (month, customer, state);
--- A rowid table: new batches go at its end, where the worker settles them
--- soon after, on pages still cached; only the narrow index on id takes a
--- write at a random place, once. (Keyed by id alone, each settle rewrote a
--- random page holding whole rows.)
-CREATE TABLE IF NOT EXISTS batches (
-	id          TEXT PRIMARY KEY,  -- the cause of its first member
-	customer    TEXT NOT NULL,
-	ts          INTEGER NOT NULL,  -- unix ms: the latest served_at of its members
-	bytes       INTEGER NOT NULL,
-	events      INTEGER NOT NULL,
-	resend      INTEGER NOT NULL DEFAULT 0,
-	state       TEXT NOT NULL,
-	reason      TEXT NOT NULL DEFAULT '',
-	recorded_at INTEGER NOT NULL,  -- unix ms
-	updated_at  INTEGER NOT NULL,  -- unix ms
-	account     TEXT NOT NULL DEFAULT ''  -- the sink account it was last sent to, '' until settled
-);
--- id orders batches of one timestamp, so that Batches pages in index order.
-CREATE INDEX IF NOT EXISTS batches_customer ON batches (customer, ts, id);
-CREATE TABLE IF NOT EXISTS monthly (
-	customer TEXT NOT NULL,
-	month    TEXT NOT NULL,
-	space    TEXT NOT NULL,
-	bytes    INTEGER NOT NULL,
-	events   INTEGER NOT NULL,
-	PRIMARY KEY (customer, month, space)
-);
-`
+// The ledger's tables (ledger, batches, monthly) are laid out, and brought
+// forward, by package embedded's migrations of ledger.db: this file only
+// reads and writes them.
 
 // isMember is the condition that the ledger row is a member of the batch
 // whose ID is the parameter p, written so that SQLite looks the first
@@ -87,7 +36,7 @@ const (
 	batchColumns = `id, customer, ts, bytes, events, resend, state, reason, recorded_at, updated_at, account`
 )
 
-// Ledger is the embedded billing.Ledger in dataDir/ledger.db.
+// Ledger is the embedded billing.Ledger, in the data directory's ledger.db.
 type Ledger struct {
 	db *sql.DB
 	// writes shares one commit (one fsync) among concurrent writers.
@@ -106,22 +55,14 @@ type ledgerStmts struct {
 
 var _ billing.Ledger = (*Ledger)(nil)
 
-// OpenLedger opens (creating if needed) dataDir/ledger.db.
-func OpenLedger(dataDir string) (*Ledger, error) {
-	db, err := sqlitedb.Open(filepath.Join(dataDir, "ledger.db"), ledgerSchema)
-	if err != nil {
-		return nil, err
-	}
-	if err := migrate(db); err != nil {
-		db.Close()
-		return nil, err
-	}
-	l := &Ledger{db: db, now: time.Now}
+// NewLedger keeps the ledger in db, which must hold its tables already
+// (package embedded opens and migrates ledger.db); writes is the committer
+// every write to db goes through. The caller closes writes, then db.
+func NewLedger(db *sql.DB, writes *sqlitedb.Committer) (*Ledger, error) {
+	l := &Ledger{db: db, writes: writes, now: time.Now}
 	if err := l.prepare(); err != nil {
-		db.Close()
 		return nil, err
 	}
-	l.writes = sqlitedb.NewCommitter(db)
 	// Every write goes through the committer's one connection: give it a
 	// cache (16 MB, beside the 1 MB each reader has) that holds the pages
 	// every transaction rewrites, such as the tail of each customer's
@@ -131,84 +72,9 @@ func OpenLedger(dataDir string) (*Ledger, error) {
 		_, err := tx.Exec(`PRAGMA cache_size = -16384`)
 		return err
 	}); err != nil {
-		l.Close()
 		return nil, fmt.Errorf("sizing the ledger's write cache: %w", err)
 	}
 	return l, nil
-}
-
-// Close waits for writes in progress and releases the database.
-func (l *Ledger) Close() error {
-	l.writes.Close()
-	return l.db.Close()
-}
-
-// migrate brings a ledger an older egressd created up to this schema,
-// adding the columns CREATE TABLE IF NOT EXISTS leaves out: batches'
-// account (empty: which account those batches went to was not kept), and
-// ledger's batch, making each entry a batch of one, the batch's ID its
-// cause, with the entry's state, reason and resend (the column that held
-// resends before batches did); and it drops the index ledger_unbilled
-// replaces. One transaction, taking the write lock first: another process
-// opening the same file at once waits, then finds the work done.
-func migrate(db *sql.DB) error {
-	tx, err := db.Begin()
-	if err != nil {
-		return fmt.Errorf("migrating the ledger to batches: %w", err)
-	}
-	defer tx.Rollback()
-	hasColumn := func(table, name string) (bool, error) {
-		var n int
-		err := tx.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, table, name).Scan(&n)
-		return n > 0, err
-	}
-	// First, so that batches has every column of batchColumns below.
-	hasAccount, err := hasColumn("batches", "account")
-	if err != nil {
-		return fmt.Errorf("reading the batches' columns: %w", err)
-	}
-	if !hasAccount {
-		if _, err := tx.Exec(`ALTER TABLE batches ADD COLUMN account TEXT NOT NULL DEFAULT ''`); err != nil {
-			return fmt.Errorf("adding the batches' account column: %w", err)
-		}
-	}
-	hasBatch, err := hasColumn("ledger", "batch")
-	if err != nil {
-		return fmt.Errorf("reading the ledger's columns: %w", err)
-	}
-	if !hasBatch {
-		resend := "0" // a ledger from before resends
-		if ok, err := hasColumn("ledger", "resend"); err != nil {
-			return fmt.Errorf("reading the ledger's columns: %w", err)
-		} else if ok {
-			resend = "resend"
-		}
-		for _, stmt := range []string{
-			`ALTER TABLE ledger ADD COLUMN batch TEXT NOT NULL DEFAULT ''`,
-			`UPDATE ledger SET batch = cause`,
-			`INSERT INTO batches (` + batchColumns + `)
-				SELECT cause, customer, served_at, bytes, 1, ` + resend + `, state, reason, recorded_at, updated_at, '' FROM ledger
-				WHERE true ON CONFLICT (id) DO NOTHING`, // WHERE: SQLite's parser needs it before ON CONFLICT
-		} {
-			if _, err := tx.Exec(stmt); err != nil {
-				return fmt.Errorf("migrating the ledger to batches: %w", err)
-			}
-		}
-	}
-	// Only members other than the first: the first is found by its cause,
-	// which is the batch's ID, so a batch of one (every batch, without a
-	// window) costs no entry here, and inserting it one random-key index
-	// fewer (a third of Record's time). Queries find members with isMember.
-	if _, err := tx.Exec(`CREATE INDEX IF NOT EXISTS ledger_batch_members ON ledger (batch) WHERE batch <> cause`); err != nil {
-		return fmt.Errorf("indexing the ledger by batch: %w", err)
-	}
-	if _, err := tx.Exec(`DROP INDEX IF EXISTS ledger_state`); err != nil {
-		return fmt.Errorf("dropping the ledger's old state index: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrating the ledger to batches: %w", err)
-	}
-	return nil
 }
 
 func (l *Ledger) prepare() error {

@@ -13,17 +13,24 @@ import (
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/ledgertest"
 	"github.com/egressd/egressd/billing/sqlite"
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/internal/sqlitedb"
 )
 
-func openLedger(t *testing.T, dir string) *sqlite.Ledger {
+// openData opens the data directory as egressd does, until the test ends.
+func openData(t testing.TB, dir string) *embedded.DB {
 	t.Helper()
-	l, err := sqlite.OpenLedger(dir)
+	db, err := embedded.Open(t.Context(), dir, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func openLedger(t *testing.T, dir string) *sqlite.Ledger {
+	t.Helper()
+	return openData(t, dir).Ledger
 }
 
 func TestLedger(t *testing.T) {
@@ -56,15 +63,13 @@ func TestLedgerRepairsMembers(t *testing.T) {
 // the batch it was sending.
 func TestLedgerSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
-	l, err := sqlite.OpenLedger(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := openData(t, dir)
+	l := data.Ledger
 	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 5, ServedAt: time.Now(), Cause: "c"}
 	if _, bs, err := l.Record(t.Context(), []billing.Event{ev}, billing.BatchRule{Window: time.Minute}); err != nil || len(bs) != 1 {
 		t.Fatalf("Record = %v, %v", bs, err)
 	}
-	l.Close()
+	data.Close()
 	l = openLedger(t, dir)
 	es, bs, err := l.Record(t.Context(), []billing.Event{ev}, billing.BatchRule{Window: time.Minute})
 	if err != nil || len(bs) != 0 || es[0].Batch != "c" || es[0].State != billing.Pending {
@@ -91,11 +96,14 @@ func oldLedger(t *testing.T, dir string, withResend bool, rows ...string) {
 	CREATE INDEX ledger_month ON ledger (month, customer, state);
 	CREATE TABLE monthly (customer TEXT NOT NULL, month TEXT NOT NULL, space TEXT NOT NULL,
 		bytes INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (customer, month, space));`
-	old, err := sqlitedb.Open(filepath.Join(dir, "ledger.db"), schema)
+	old, err := sqlitedb.Open(filepath.Join(dir, "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer old.Close()
+	if _, err := old.Exec(schema); err != nil {
+		t.Fatal(err)
+	}
 	for _, row := range rows {
 		if _, err := old.Exec(row); err != nil {
 			t.Fatal(err)
@@ -117,7 +125,8 @@ func TestLedgerFromBeforeBatches(t *testing.T) {
 		`INSERT INTO ledger VALUES ('c3', 'did:key:s', 'did:mailto:b', 'r', 9, `+strconv.FormatInt(ms, 10)+`, '2025-01', 'pending', '', 5, 6, 0)`,
 		`INSERT INTO monthly VALUES ('did:mailto:a', '2025-01', 'did:key:s', 12, 2), ('did:mailto:b', '2025-01', 'did:key:s', 9, 1)`)
 
-	l := openLedger(t, dir)
+	data := openData(t, dir)
+	l := data.Ledger
 	ctx := t.Context()
 	for _, want := range []billing.Batch{
 		{ID: "c1", Customer: "did:mailto:a", Timestamp: jan, Bytes: 5, Events: 1, State: billing.Reported, RecordedAt: time.UnixMilli(1).UTC(), UpdatedAt: time.UnixMilli(2).UTC()},
@@ -187,7 +196,7 @@ func TestLedgerFromBeforeBatches(t *testing.T) {
 	}
 
 	// Opening it again finds nothing left to migrate.
-	l.Close()
+	data.Close()
 	l = openLedger(t, dir)
 	if b, err := l.Batch(ctx, "c2"); err != nil || b.State != billing.Reported || b.Resend != 3 {
 		t.Fatalf("c2 after reopening = %+v, %v", b, err)
@@ -233,17 +242,19 @@ func TestLedgerFromBeforeResends(t *testing.T) {
 func TestLedgerFromBeforeAccounts(t *testing.T) {
 	dir := t.TempDir()
 	ctx := t.Context()
-	l := openLedger(t, dir)
+	data := openData(t, dir)
 	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 5, ServedAt: time.Now(), Cause: "c"}
-	if _, _, err := l.Record(ctx, []billing.Event{ev}, billing.BatchRule{}); err != nil {
+	if _, _, err := data.Ledger.Record(ctx, []billing.Event{ev}, billing.BatchRule{}); err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
-	if _, err := openFile(t, dir).Exec(`ALTER TABLE batches DROP COLUMN account`); err != nil {
+	data.Close()
+	// That egressd kept no schema version: the file is at 0.
+	if _, err := openFile(t, dir).Exec(`ALTER TABLE batches DROP COLUMN account; PRAGMA user_version = 0`); err != nil {
 		t.Fatal(err)
 	}
 
-	l = openLedger(t, dir)
+	data = openData(t, dir)
+	l := data.Ledger
 	b, err := l.Batch(ctx, "c")
 	if err != nil || b.Account != "" || b.State != billing.Pending {
 		t.Fatalf("batch c after adding accounts = %+v, %v; want pending with no account", b, err)
@@ -252,7 +263,7 @@ func TestLedgerFromBeforeAccounts(t *testing.T) {
 	if err := l.Settle(ctx, billing.Settlement{Batch: b, State: billing.Reported}); err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
+	data.Close()
 	l = openLedger(t, dir)
 	if b, err := l.Batch(ctx, "c"); err != nil || b.Account != "stripe:cus_1" || b.State != billing.Reported {
 		t.Fatalf("batch c = %+v, %v; want reported to stripe:cus_1", b, err)

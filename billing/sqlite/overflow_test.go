@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/billing"
-	"github.com/egressd/egressd/billing/sqlite"
 )
 
 var march = time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)
@@ -35,11 +34,7 @@ func openFile(t *testing.T, dir string) *sql.DB {
 // used to turn the stored total into a REAL. It must stay an INTEGER, exact.
 func TestTotalsStayIntegers(t *testing.T) {
 	dir := t.TempDir()
-	l, err := sqlite.OpenLedger(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := openLedger(t, dir)
 	ctx := context.Background()
 	// One call: the new bytes alone pass 2^63-1 before the stored total is read.
 	if _, _, err := l.Record(ctx, []billing.Event{
@@ -70,10 +65,8 @@ func TestTotalsStayIntegers(t *testing.T) {
 // it; other rows still read; new events for it are refused, not added.
 func TestReadsTotalLeftAsReal(t *testing.T) {
 	dir := t.TempDir()
-	l, err := sqlite.OpenLedger(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := openData(t, dir)
+	l := data.Ledger
 	ctx := context.Background()
 	if _, _, err := l.Record(ctx, []billing.Event{
 		bigEvent("old-1", "did:mailto:big", "did:key:zbig", math.MaxInt64-5),
@@ -81,7 +74,7 @@ func TestReadsTotalLeftAsReal(t *testing.T) {
 	}, billing.BatchRule{}); err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
+	data.Close()
 	// What the old Record did with a second event: bytes = bytes + 10.
 	db := openFile(t, dir)
 	if _, err := db.Exec(`INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, recorded_at, updated_at, batch)
@@ -100,12 +93,8 @@ func TestReadsTotalLeftAsReal(t *testing.T) {
 		t.Fatalf("the old statement left a %q total (%v); the test needs a real one", kind, err)
 	}
 
-	l, err = sqlite.OpenLedger(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, err = l.Usage(ctx, billing.UsageFilter{Month: "2025-03"})
+	l = openLedger(t, dir)
+	_, err := l.Usage(ctx, billing.UsageFilter{Month: "2025-03"})
 	if err == nil || !strings.Contains(err.Error(), "did:mailto:big") || !strings.Contains(err.Error(), "did:key:zbig") || !strings.Contains(err.Error(), "2025-03") {
 		t.Fatalf("Usage over a REAL total = %v; want an error naming the row", err)
 	}

@@ -1,5 +1,7 @@
-// Package sqlite is the embedded billing backend: the durable event queue (and
-// the ledger) in SQLite files under the data directory.
+// Package sqlite is the embedded billing backend: the durable event queue (in
+// journal.db, beside the receipts) and the ledger (in ledger.db), on SQLite
+// files that package embedded opens and migrates. Nothing here creates or
+// alters a table.
 package sqlite
 
 import (
@@ -14,24 +16,6 @@ import (
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/internal/sqlitedb"
 )
-
-const queueSchema = `
-CREATE TABLE IF NOT EXISTS queue (
-	id         INTEGER PRIMARY KEY AUTOINCREMENT,
-	body       BLOB    NOT NULL,
-	visible_at INTEGER NOT NULL, -- unix ms; a receive leases the row by moving this forward
-	receives   INTEGER NOT NULL DEFAULT 0,
-	enqueued_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at, id);
-CREATE TABLE IF NOT EXISTS dead_letter (
-	id          INTEGER PRIMARY KEY,
-	body        BLOB    NOT NULL,
-	receives    INTEGER NOT NULL,
-	enqueued_at INTEGER NOT NULL,
-	dead_at     INTEGER NOT NULL
-);
-`
 
 // QueueOptions tunes the embedded queue; zero values take the defaults.
 type QueueOptions struct {
@@ -56,9 +40,10 @@ type Queue struct {
 
 var _ billing.Queue = (*Queue)(nil)
 
-// NewQueue keeps the queue in db, creating its tables if needed; writes
-// groups its inserts with the other writes to db (the receipts share the
-// file, see package embedded). The caller closes writes, then db.
+// NewQueue keeps the queue in db, which must hold its tables (queue,
+// dead_letter) already; writes groups its inserts with the other writes to
+// db (the receipts share the file, see package embedded). The caller closes
+// writes, then db.
 func NewQueue(db *sql.DB, writes *sqlitedb.Committer, opts QueueOptions) (*Queue, error) {
 	if opts.Visibility <= 0 {
 		opts.Visibility = 60 * time.Second
@@ -69,24 +54,11 @@ func NewQueue(db *sql.DB, writes *sqlitedb.Committer, opts QueueOptions) (*Queue
 	if opts.Poll <= 0 {
 		opts.Poll = 50 * time.Millisecond
 	}
-	if _, err := db.Exec(queueSchema); err != nil {
-		return nil, fmt.Errorf("creating queue tables: %w", err)
-	}
 	insert, err := db.Prepare(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("preparing queue: %w", err)
 	}
 	return &Queue{db: db, writes: writes, insert: insert, opts: opts, now: time.Now}, nil
-}
-
-// ImportFile moves the events of an earlier version's queue file (queue.db,
-// before the queue and the receipts shared one file) into this queue, once.
-func (q *Queue) ImportFile(ctx context.Context, path string) error {
-	return sqlitedb.Import(ctx, q.db, path,
-		`INSERT INTO main.queue (body, visible_at, receives, enqueued_at)
-			SELECT body, visible_at, receives, enqueued_at FROM legacy.queue ORDER BY id`,
-		`INSERT INTO main.dead_letter (body, receives, enqueued_at, dead_at)
-			SELECT body, receives, enqueued_at, dead_at FROM legacy.dead_letter ORDER BY id`)
 }
 
 // Enqueue stores all events in one transaction, shared with concurrent

@@ -1,35 +1,41 @@
-package sqlite
+package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/egressd/egressd/billing"
+	"github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/internal/sqlitedb"
 )
 
-// openTestQueue opens a queue alone in a file of its own.
-func openTestQueue(t *testing.T, opts QueueOptions) *Queue {
+// openTestQueue opens the queue of a new data directory's journal.db with
+// opts the embedded backend does not set (MaxReceives), and the file itself,
+// to write and read past the queue.
+func openTestQueue(t *testing.T, opts sqlite.QueueOptions) (*sqlite.Queue, *sql.DB) {
 	t.Helper()
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "queue.db"), "")
+	dir := t.TempDir()
+	openData(t, dir).Close() // creates and migrates the files
+	db, err := sqlitedb.Open(filepath.Join(dir, "journal.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	writes := sqlitedb.NewCommitter(db)
 	t.Cleanup(func() { writes.Close(); db.Close() })
-	q, err := NewQueue(db, writes, opts)
+	q, err := sqlite.NewQueue(db, writes, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return q
+	return q, db
 }
 
 func TestUnreadableMessageIsDeadLetteredNotStalling(t *testing.T) {
-	q := openTestQueue(t, QueueOptions{})
+	q, db := openTestQueue(t, sqlite.QueueOptions{})
 	ctx := context.Background()
-	if _, err := q.db.Exec(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES ('not json', 0, 0)`); err != nil {
+	if _, err := db.Exec(`INSERT INTO queue (body, visible_at, enqueued_at) VALUES ('not json', 0, 0)`); err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Enqueue(ctx, billing.Event{Space: "did:key:z6Mk", Cause: "bafy-good", Bytes: 1}); err != nil {
@@ -48,7 +54,7 @@ func TestUnreadableMessageIsDeadLetteredNotStalling(t *testing.T) {
 }
 
 func TestMessageDeliveredTooOftenIsDeadLettered(t *testing.T) {
-	q := openTestQueue(t, QueueOptions{Visibility: time.Millisecond, MaxReceives: 2})
+	q, db := openTestQueue(t, sqlite.QueueOptions{Visibility: time.Millisecond, MaxReceives: 2})
 	ctx := context.Background()
 	if err := q.Enqueue(ctx, billing.Event{Space: "did:key:z6Mk", Cause: "bafy-poison", Bytes: 1}); err != nil {
 		t.Fatal(err)
@@ -65,7 +71,7 @@ func TestMessageDeliveredTooOftenIsDeadLettered(t *testing.T) {
 		t.Fatalf("third delivery of a poison message: %+v, %v", msgs, err)
 	}
 	var receives int
-	if err := q.db.QueryRow(`SELECT receives FROM dead_letter`).Scan(&receives); err != nil || receives != 2 {
+	if err := db.QueryRow(`SELECT receives FROM dead_letter`).Scan(&receives); err != nil || receives != 2 {
 		t.Fatalf("dead letter records %d deliveries (%v), want 2", receives, err)
 	}
 	if n, _ := q.Depth(ctx); n != 0 {

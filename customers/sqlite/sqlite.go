@@ -1,8 +1,9 @@
 // Package sqlite is the embedded customer store: consumer and customer
-// records in dataDir/customers.db, laid out like Storacha's consumer and
-// customer tables and kept by the same rules as the DynamoDB store (a space
-// is never moved, a customer always has a product), so the two backends
-// answer the same questions.
+// records in the data directory's customers.db (package embedded opens and
+// migrates it), laid out like Storacha's consumer and customer tables and
+// kept by the same rules as the DynamoDB store (a space is never moved, a
+// customer always has a product), so the two backends answer the same
+// questions.
 package sqlite
 
 import (
@@ -11,31 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/egressd/egressd/customers"
-	"github.com/egressd/egressd/internal/sqlitedb"
 )
-
-const schema = `
-CREATE TABLE IF NOT EXISTS consumer (
-	consumer     TEXT NOT NULL, -- the space did:key
-	provider     TEXT NOT NULL, -- the service DID the space is provisioned under
-	customer     TEXT NOT NULL, -- did:mailto:...
-	inserted_at  TEXT NOT NULL,
-	updated_at   TEXT NOT NULL,
-	PRIMARY KEY (consumer, provider)
-);
-CREATE TABLE IF NOT EXISTS customer (
-	customer    TEXT PRIMARY KEY,
-	account     TEXT NOT NULL DEFAULT '', -- stripe:cus_..., empty for free-tier customers
-	inserted_at TEXT NOT NULL,
-	updated_at  TEXT NOT NULL,
-	product     TEXT NOT NULL DEFAULT ''  -- did:web:..., empty only in files from before it was kept
-);
-`
 
 // Store is the embedded customers.Store.
 type Store struct {
@@ -47,51 +27,17 @@ type Store struct {
 
 var _ customers.Store = (*Store)(nil)
 
-// Open opens dataDir/customers.db.
-func Open(dataDir string) (*Store, error) {
-	db, err := sqlitedb.Open(filepath.Join(dataDir, "customers.db"), schema)
-	if err != nil {
-		return nil, err
-	}
-	if err := addProductColumn(db); err != nil {
-		db.Close()
-		return nil, err
-	}
+// New keeps customers in db, which must hold the consumer and customer
+// tables already.
+func New(db *sql.DB) (*Store, error) {
 	customer, err := db.Prepare(`SELECT customer FROM consumer
 		WHERE consumer = ? AND provider IN (SELECT value FROM json_each(?))
 		ORDER BY updated_at DESC LIMIT 1`)
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("preparing customer store: %w", err)
 	}
 	return &Store{db: db, customer: customer}, nil
 }
-
-// addProductColumn gives a customers.db from before products were kept its
-// product column (empty: SetCustomer fills it in). Another process opening
-// the same file may add it first.
-func addProductColumn(db *sql.DB) error {
-	has := func() (bool, error) {
-		var n int
-		err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('customer') WHERE name = 'product'`).Scan(&n)
-		return n > 0, err
-	}
-	ok, err := has()
-	if err != nil || ok {
-		return err
-	}
-	_, err = db.Exec(`ALTER TABLE customer ADD COLUMN product TEXT NOT NULL DEFAULT ''`)
-	if err != nil && strings.Contains(err.Error(), "duplicate column") {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("adding the product column to customers.db: %w", err)
-	}
-	return nil
-}
-
-// Close releases the database.
-func (s *Store) Close() error { return s.db.Close() }
 
 // Customer finds the customer paying for space under one of providers.
 func (s *Store) Customer(ctx context.Context, space string, providers []string) (string, error) {

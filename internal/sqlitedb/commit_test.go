@@ -10,11 +10,14 @@ import (
 )
 
 func TestCommitterGroupsWritesAndIsolatesFailures(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), `CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)`)
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE t (k TEXT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
 	c := NewCommitter(db)
 
 	var wg sync.WaitGroup

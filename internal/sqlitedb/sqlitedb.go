@@ -1,6 +1,8 @@
 // Package sqlitedb opens the SQLite files of the embedded backend with the
 // settings that make them durable and safe to share between processes (the
-// server, a worker sidecar and CLI commands on the same data directory).
+// server, a worker sidecar and CLI commands on the same data directory), and
+// groups concurrent writes into one commit. What the files hold, and how
+// their schema moves forward, belongs to package embedded.
 package sqlitedb
 
 import (
@@ -13,14 +15,17 @@ import (
 )
 
 // Open opens (creating if needed) the database file at path in WAL mode with
-// full fsync on commit, so a committed write survives kill -9 and power loss,
-// and then runs schema, which must be idempotent.
-func Open(path, schema string) (*sql.DB, error) {
+// full fsync on commit, so a committed write survives kill -9 and power loss.
+// Every transaction begins IMMEDIATE: it takes the write lock at BEGIN, so
+// two processes never both read, then both try to write and one fail.
+func Open(path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
-	// busy_timeout lets concurrent processes wait for the write lock instead of failing.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=cache_size(-1024)&_txlock=immediate"
+	// busy_timeout first, so that switching a new file to WAL while another
+	// process does the same waits for it instead of failing; then it lets
+	// concurrent processes wait for the write lock.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=cache_size(-1024)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -31,9 +36,11 @@ func Open(path, schema string) (*sql.DB, error) {
 	// each, cache_size above) that make up most of the process's memory.
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
-	if _, err := db.Exec(schema); err != nil {
+	// sql.Open connects lazily: connect now, so that a file that cannot be
+	// opened (or switched to WAL) is reported here, naming it.
+	if err := db.Ping(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("preparing %s: %w", path, err)
+		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	return db, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/receipts"
 	"github.com/egressd/egressd/receipts/receiptstest"
@@ -13,11 +12,11 @@ import (
 func TestConformance(t *testing.T) {
 	receiptstest.Run(t, func(t *testing.T) receipts.Store {
 		// The store as the embedded backend opens it: sharing its file with the event queue.
-		j, err := embedded.Open(context.Background(), t.TempDir(), billingsqlite.QueueOptions{})
+		db, err := embedded.Open(context.Background(), t.TempDir(), embedded.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { j.Close() })
-		return j.Receipts
+		t.Cleanup(func() { db.Close() })
+		return db.Receipts
 	})
 }

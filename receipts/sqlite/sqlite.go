@@ -1,5 +1,6 @@
 // Package sqlite is the embedded receipt store: receipts as CAR archives in
-// a SQLite table, found by invocation CID or by receipt CID.
+// the receipt table of journal.db (package embedded opens and migrates the
+// file), found by invocation CID or by receipt CID.
 package sqlite
 
 import (
@@ -14,15 +15,6 @@ import (
 	"github.com/egressd/egressd/receipts"
 )
 
-const schema = `
-CREATE TABLE IF NOT EXISTS receipt (
-	invocation TEXT PRIMARY KEY, -- the task CID the receipt is for
-	receipt    TEXT NOT NULL,    -- the receipt's own CID
-	archive    BLOB NOT NULL     -- the receipt, its invocation and proofs, as a CAR
-);
-CREATE INDEX IF NOT EXISTS receipt_by_cid ON receipt (receipt);
-`
-
 // Store is the embedded receipts.Store.
 type Store struct {
 	db     *sql.DB
@@ -33,13 +25,10 @@ type Store struct {
 
 var _ receipts.Store = (*Store)(nil)
 
-// New keeps receipts in db, creating the table if needed; writes groups its
-// inserts with the other writes to db (the event queue shares the file, see
-// package embedded). The caller closes writes, then db.
+// New keeps receipts in db, which must hold the receipt table already;
+// writes groups its inserts with the other writes to db (the event queue
+// shares the file, see package embedded). The caller closes writes, then db.
 func New(db *sql.DB, writes *sqlitedb.Committer) (*Store, error) {
-	if _, err := db.Exec(schema); err != nil {
-		return nil, fmt.Errorf("creating receipt table: %w", err)
-	}
 	s := &Store{db: db, writes: writes}
 	var err error
 	if s.insert, err = db.Prepare(`INSERT INTO receipt (invocation, receipt, archive) VALUES (?, ?, ?) ON CONFLICT (invocation) DO NOTHING`); err != nil {
@@ -49,16 +38,6 @@ func New(db *sql.DB, writes *sqlitedb.Committer) (*Store, error) {
 		return nil, fmt.Errorf("preparing receipt store: %w", err)
 	}
 	return s, nil
-}
-
-// ImportFile moves the receipts of an earlier version's receipt file
-// (receipts.db, before the queue and the receipts shared one file) into this
-// store, once.
-func (s *Store) ImportFile(ctx context.Context, path string) error {
-	return sqlitedb.Import(ctx, s.db, path,
-		`INSERT INTO main.receipt (invocation, receipt, archive)
-			SELECT invocation, receipt, archive FROM legacy.receipt WHERE true
-			ON CONFLICT (invocation) DO NOTHING`)
 }
 
 // Put stores the receipts in one transaction; an invocation that already has

@@ -4,18 +4,19 @@ import (
 	"context"
 	"testing"
 
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/revocations"
 	"github.com/egressd/egressd/revocations/revocationstest"
-	"github.com/egressd/egressd/revocations/sqlite"
 )
 
 func TestConformance(t *testing.T) {
 	revocationstest.Run(t, func(t *testing.T) revocations.Store {
-		s, err := sqlite.Open(t.TempDir())
+		db, err := embedded.Open(context.Background(), t.TempDir(), embedded.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
+		t.Cleanup(func() { db.Close() })
+		s := db.Revocations
 		return s
 	})
 }
@@ -30,29 +31,29 @@ func TestRevocationsSurviveReopening(t *testing.T) {
 		Scope:      "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
 		Cause:      "bafyreia3ilf2vq4zmwllzq6xgg3cmzdwr6zzufslm6bdjlrhznzm2pqlpe",
 	}
-	first, err := sqlite.Open(dir)
+	first, err := embedded.Open(ctx, dir, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Revoke(ctx, r); err != nil {
+	if err := first.Revocations.Revoke(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	// A second process on the same data directory sees it at once.
-	second, err := sqlite.Open(dir)
+	second, err := embedded.Open(ctx, dir, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	if got, err := second.Revocations(ctx, []string{r.Delegation}); err != nil || len(got) != 1 || got[0] != r {
+	if got, err := second.Revocations.Revocations(ctx, []string{r.Delegation}); err != nil || len(got) != 1 || got[0] != r {
 		t.Fatalf("Revocations from a second store = %v, %v; want [%v]", got, err, r)
 	}
 	first.Close()
-	third, err := sqlite.Open(dir)
+	third, err := embedded.Open(ctx, dir, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	if got, err := third.Revocations(ctx, []string{r.Delegation}); err != nil || len(got) != 1 || got[0] != r {
+	if got, err := third.Revocations.Revocations(ctx, []string{r.Delegation}); err != nil || len(got) != 1 || got[0] != r {
 		t.Fatalf("Revocations after reopening = %v, %v; want [%v]", got, err, r)
 	}
 }

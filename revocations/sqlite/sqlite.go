@@ -1,6 +1,7 @@
 // Package sqlite is the embedded revocation store: the revocations of
-// ucan/revoke in dataDir/revocations.db, one row per revoked delegation and
-// revoker, like the rows of Storacha's revocation table.
+// ucan/revoke in the data directory's revocations.db (package embedded opens
+// and migrates it), one row per revoked delegation and revoker, like the
+// rows of Storacha's revocation table.
 package sqlite
 
 import (
@@ -9,22 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
-	"github.com/egressd/egressd/internal/sqlitedb"
 	"github.com/egressd/egressd/revocations"
 )
-
-const schema = `
-CREATE TABLE IF NOT EXISTS revocation (
-	revoke      TEXT NOT NULL, -- CID of the revoked delegation
-	scope       TEXT NOT NULL, -- DID of the principal that revoked it
-	cause       TEXT NOT NULL, -- CID of the ucan/revoke invocation
-	inserted_at TEXT NOT NULL,
-	PRIMARY KEY (revoke, scope)
-) WITHOUT ROWID;
-`
 
 // Store is the embedded revocations.Store.
 type Store struct {
@@ -36,24 +25,17 @@ type Store struct {
 
 var _ revocations.Store = (*Store)(nil)
 
-// Open opens dataDir/revocations.db (WAL, full fsync on commit: a revocation
-// acknowledged to its caller survives kill -9).
-func Open(dataDir string) (*Store, error) {
-	db, err := sqlitedb.Open(filepath.Join(dataDir, "revocations.db"), schema)
-	if err != nil {
-		return nil, err
-	}
+// New keeps revocations in db, which must hold the revocation table already.
+// Every write commits with full fsync (see sqlitedb.Open): a revocation
+// acknowledged to its caller survives kill -9.
+func New(db *sql.DB) (*Store, error) {
 	lookup, err := db.Prepare(`SELECT revoke, scope, cause FROM revocation
 		WHERE revoke IN (SELECT value FROM json_each(?))`)
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("preparing revocation store: %w", err)
 	}
 	return &Store{db: db, lookup: lookup}, nil
 }
-
-// Close releases the database.
-func (s *Store) Close() error { return s.db.Close() }
 
 // Revoke records r, keeping the first cause when the scope revoked the
 // delegation before.

@@ -2,7 +2,7 @@ package embedded_test
 
 import (
 	"context"
-	"database/sql"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,11 +11,10 @@ import (
 	"github.com/storacha/go-ucanto/core/receipt"
 
 	"github.com/egressd/egressd/billing"
-	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/internal/sqlitedb"
+	"github.com/egressd/egressd/receipts"
 	"github.com/egressd/egressd/receipts/receiptstest"
-	receiptsqlite "github.com/egressd/egressd/receipts/sqlite"
 )
 
 func event(cause string) billing.Event {
@@ -24,13 +23,14 @@ func event(cause string) billing.Event {
 		ServedAt: time.Unix(1700000000, 0).UTC(), Cause: cause}
 }
 
-func open(t *testing.T, dir string) *embedded.Journal {
+func open(t *testing.T, dir string) *embedded.DB {
 	t.Helper()
-	j, err := embedded.Open(context.Background(), dir, billingsqlite.QueueOptions{})
+	db, err := embedded.Open(context.Background(), dir, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return j
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // causes receives everything queued and returns the events' causes.
@@ -54,23 +54,22 @@ func causes(t *testing.T, q billing.Queue) map[string]int {
 func TestRecordKeepsEventsAndReceiptsAcrossReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	j := open(t, dir)
+	db := open(t, dir)
 	rcpts := []receipt.AnyReceipt{receiptstest.NewReceipt(t), receiptstest.NewReceipt(t)}
 	events := []billing.Event{event(rcpts[0].Ran().Link().String()), event(rcpts[1].Ran().Link().String())}
-	if err := j.Record(ctx, events, rcpts); err != nil {
+	if err := db.Record(ctx, events, rcpts); err != nil {
 		t.Fatal(err)
 	}
-	j.Close()
+	db.Close()
 
-	j = open(t, dir)
-	defer j.Close()
-	got := causes(t, j.Queue)
+	db = open(t, dir)
+	got := causes(t, db.Queue)
 	for _, r := range rcpts {
 		cause := r.Ran().Link().String()
 		if got[cause] != 1 {
 			t.Errorf("event %s queued %d times, want once", cause, got[cause])
 		}
-		if _, err := j.Receipts.Get(ctx, cause); err != nil {
+		if _, err := db.Receipts.Get(ctx, cause); err != nil {
 			t.Errorf("receipt for %s: %v", cause, err)
 		}
 	}
@@ -79,67 +78,70 @@ func TestRecordKeepsEventsAndReceiptsAcrossReopen(t *testing.T) {
 func TestRecordIsAllOrNothing(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	j := open(t, dir)
-	defer j.Close()
+	db := open(t, dir)
 
 	// Another connection drops the receipt table: the receipt insert fails
 	// after the event insert ran, in the same transaction.
-	other, err := sqlitedb.Open(filepath.Join(dir, embedded.File), `DROP TABLE receipt`)
+	other, err := sqlitedb.Open(filepath.Join(dir, "journal.db"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(`DROP TABLE receipt`); err != nil {
 		t.Fatal(err)
 	}
 	other.Close()
 
 	r := receiptstest.NewReceipt(t)
-	if err := j.Record(ctx, []billing.Event{event(r.Ran().Link().String())}, []receipt.AnyReceipt{r}); err == nil {
+	if err := db.Record(ctx, []billing.Event{event(r.Ran().Link().String())}, []receipt.AnyReceipt{r}); err == nil {
 		t.Fatal("Record succeeded without a receipt table")
 	}
-	if n, err := j.Queue.Depth(ctx); err != nil || n != 0 {
+	if n, err := db.Queue.Depth(ctx); err != nil || n != 0 {
 		t.Fatalf("queue depth %d (%v) after a failed Record, want 0: the event must not outlive its receipt", n, err)
 	}
 }
 
 // An earlier version kept the queue in queue.db and receipts in
-// receipts.db: opening the journal brings their rows over, once.
+// receipts.db: opening the directory brings their rows over, once.
 func TestOpenImportsFilesOfEarlierVersions(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	oldReceipt := receiptstest.NewReceipt(t)
-	writeOldFile(t, filepath.Join(dir, "queue.db"), func(db *sql.DB, writes *sqlitedb.Committer) {
-		q, err := billingsqlite.NewQueue(db, writes, billingsqlite.QueueOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Enqueue(ctx, event("bafy-a"), event("bafy-b"), event("bafy-c")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Exec(`INSERT INTO dead_letter (id, body, receives, enqueued_at, dead_at) VALUES (99, '{}', 10, 0, 0)`); err != nil {
-			t.Fatal(err)
-		}
-	})
-	writeOldFile(t, filepath.Join(dir, "receipts.db"), func(db *sql.DB, writes *sqlitedb.Committer) {
-		rs, err := receiptsqlite.New(db, writes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rs.Put(ctx, oldReceipt); err != nil {
-			t.Fatal(err)
-		}
-	})
+	archive, err := receipts.Archive(oldReceipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []any
+	for _, cause := range []string{"bafy-a", "bafy-b", "bafy-c"} {
+		body, _ := json.Marshal(event(cause))
+		bodies = append(bodies, body)
+	}
+	// The layouts those files had, which no code writes any more.
+	writeOldFile(t, filepath.Join(dir, "queue.db"), `
+		CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL,
+			visible_at INTEGER NOT NULL, receives INTEGER NOT NULL DEFAULT 0, enqueued_at INTEGER NOT NULL);
+		CREATE INDEX queue_visible ON queue (visible_at, id);
+		CREATE TABLE dead_letter (id INTEGER PRIMARY KEY, body BLOB NOT NULL, receives INTEGER NOT NULL,
+			enqueued_at INTEGER NOT NULL, dead_at INTEGER NOT NULL);
+		INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?, 0, 0), (?, 0, 0), (?, 0, 0);
+		INSERT INTO dead_letter (id, body, receives, enqueued_at, dead_at) VALUES (99, '{}', 10, 0, 0);`, bodies...)
+	writeOldFile(t, filepath.Join(dir, "receipts.db"), `
+		CREATE TABLE receipt (invocation TEXT PRIMARY KEY, receipt TEXT NOT NULL, archive BLOB NOT NULL);
+		CREATE INDEX receipt_by_cid ON receipt (receipt);
+		INSERT INTO receipt VALUES (?, ?, ?);`,
+		oldReceipt.Ran().Link().String(), oldReceipt.Root().Link().String(), archive)
 
-	j := open(t, dir)
-	j.Close()
+	db := open(t, dir)
+	db.Close()
 	// Opening again, as the server and a worker sidecar both do, imports nothing twice.
-	j = open(t, dir)
-	defer j.Close()
+	db = open(t, dir)
 
-	if got := causes(t, j.Queue); len(got) != 3 || got["bafy-a"] != 1 || got["bafy-b"] != 1 || got["bafy-c"] != 1 {
+	if got := causes(t, db.Queue); len(got) != 3 || got["bafy-a"] != 1 || got["bafy-b"] != 1 || got["bafy-c"] != 1 {
 		t.Fatalf("imported events %v, want bafy-a, bafy-b and bafy-c once each", got)
 	}
-	if n, err := j.Queue.DeadLetters(ctx); err != nil || n != 1 {
+	if n, err := db.Queue.DeadLetters(ctx); err != nil || n != 1 {
 		t.Fatalf("%d dead letters (%v), want the 1 imported", n, err)
 	}
-	if _, err := j.Receipts.Get(ctx, oldReceipt.Root().Link().String()); err != nil {
+	if _, err := db.Receipts.Get(ctx, oldReceipt.Root().Link().String()); err != nil {
 		t.Fatalf("imported receipt: %v", err)
 	}
 	for _, name := range []string{"queue.db", "receipts.db"} {
@@ -152,15 +154,16 @@ func TestOpenImportsFilesOfEarlierVersions(t *testing.T) {
 	}
 }
 
-func writeOldFile(t *testing.T, path string, fill func(*sql.DB, *sqlitedb.Committer)) {
+// writeOldFile writes a file as an earlier egressd did: schema, then rows.
+func writeOldFile(t *testing.T, path, statements string, args ...any) {
 	t.Helper()
-	db, err := sqlitedb.Open(path, "")
+	db, err := sqlitedb.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writes := sqlitedb.NewCommitter(db)
-	fill(db, writes)
-	writes.Close()
+	if _, err := db.Exec(statements, args...); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
