@@ -33,6 +33,8 @@ if [ "$mode" = "--peer" ]; then
   peer_port=${EGRESSD_PEER_PORT:-18481}
   peer_url="http://127.0.0.1:$peer_port"
   [ -d bench/peer/node_modules/@ucanto/server ] || npm ci --prefix bench/peer --no-audit --no-fund >/dev/null
+  # A peer that accepted what upload-api refuses would flatter the ratios.
+  node bench/peer/check.js
   # Provision the spaces once in egressd's store and write them (with the
   # provider and customer) for the peer to seed its consumer table.
   spaces="$work/spaces.json"

@@ -7,7 +7,7 @@
 // proof, time bounds, capability derivation with the capability's own
 // schema), and a revocation lookup over the whole chain, as upload-api's
 // createRevocationChecker does. A ratio against a server that cut corners
-// would flatter egressd.
+// would flatter egressd; check.js proves it refuses what upload-api refuses.
 //
 // Usage: node server.js --key FILE --seed FILE [--port 18481]
 //   --key   the service's private key (Mg...), e.g. egressd's DATA_DIR/service.key,
