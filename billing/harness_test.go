@@ -42,18 +42,12 @@ func newHarness(t testing.TB, visibility time.Duration) *harness {
 	t.Helper()
 	h := &harness{dir: t.TempDir(), fake: stripetest.New(t), expected: make(map[string]billing.Event)}
 	var err error
-	journal, err := embedded.Open(context.Background(), h.dir, sqlite.QueueOptions{Visibility: visibility, Poll: 10 * time.Millisecond})
+	db, err := embedded.Open(context.Background(), h.dir, embedded.Options{Visibility: visibility, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.queue = journal.Queue
-	if h.ledger, err = sqlite.OpenLedger(h.dir); err != nil {
-		t.Fatal(err)
-	}
-	if h.customers, err = customersqlite.Open(h.dir); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { journal.Close(); h.ledger.Close(); h.customers.Close() })
+	h.queue, h.ledger, h.customers = db.Queue, db.Ledger, db.Customers
+	t.Cleanup(func() { db.Close() })
 	return h
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/embedded"
 )
 
 const (
@@ -56,11 +57,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	l, err := sqlite.OpenLedger(t.TempDir())
+	data, err := embedded.Open(t.Context(), t.TempDir(), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { data.Close() })
+	l := data.Ledger
 	now := time.Now().UTC()
 	w := &world{fake: stripetest.New(t), ledger: l, clock: &testClock{now: now}, day: now.Truncate(24 * time.Hour).Add(-48 * time.Hour)}
 	w.fake.SetNow(w.clock.Now)

@@ -21,11 +21,9 @@ import (
 	"github.com/storacha/go-ucanto/principal/ed25519/signer"
 
 	"github.com/egressd/egressd/billing"
-	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/capabilities"
 	"github.com/egressd/egressd/client"
-	customersqlite "github.com/egressd/egressd/customers/sqlite"
 	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/internal/testenv"
 	"github.com/egressd/egressd/server"
@@ -46,15 +44,11 @@ func TestRecordedEgressReachesStripeMock(t *testing.T) {
 	// A real server over the embedded stores.
 	dir := t.TempDir()
 	service := newSigner(t)
-	customers, err := customersqlite.Open(dir)
+	data, err := embedded.Open(context.Background(), dir, embedded.Options{Poll: 10 * time.Millisecond})
 	must(t, err)
-	journal, err := embedded.Open(context.Background(), dir, billingsqlite.QueueOptions{Poll: 10 * time.Millisecond})
-	must(t, err)
-	queue := journal.Queue
-	ledger, err := billingsqlite.OpenLedger(dir)
-	must(t, err)
-	defer func() { customers.Close(); journal.Close(); ledger.Close() }()
-	srv, err := server.New(server.Config{Signer: service, Customers: customers, Queue: queue, Receipts: journal.Receipts, Journal: journal, Version: "test"})
+	defer data.Close()
+	customers, queue, ledger := data.Customers, data.Queue, data.Ledger
+	srv, err := server.New(server.Config{Signer: service, Customers: customers, Queue: queue, Receipts: data.Receipts, Journal: data, Version: "test"})
 	must(t, err)
 	httpSrv := httptest.NewServer(srv)
 	defer httpSrv.Close()
