@@ -40,8 +40,9 @@ type harness struct {
 	client    *client.Client
 	// metrics serves the server's MetricsHandler, as serve --metrics-listen does.
 	metrics *httptest.Server
-	// journal is the embedded journal the queue and receipts share.
-	journal *embedded.Journal
+	// journal is the embedded data directory, which records events and
+	// receipts together.
+	journal *embedded.DB
 }
 
 // newHarness starts a server; edit tweaks the config before it is built.
@@ -49,17 +50,13 @@ func newHarness(t testing.TB, edit func(*server.Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, service: newKey(t)}
-	var err error
-	if h.customers, err = customersqlite.Open(dir); err != nil {
-		t.Fatal(err)
-	}
 	// The stores as the embedded backend opens them: the queue and the
 	// receipts in one file, recorded together.
-	journal, err := embedded.Open(context.Background(), dir, billingsqlite.QueueOptions{})
+	journal, err := embedded.Open(context.Background(), dir, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.queue, h.receipts, h.journal = journal.Queue, journal.Receipts, journal
+	h.customers, h.queue, h.receipts, h.journal = journal.Customers, journal.Queue, journal.Receipts, journal
 	cfg := server.Config{
 		Signer:    h.service,
 		Customers: h.customers,
@@ -81,7 +78,6 @@ func newHarness(t testing.TB, edit func(*server.Config)) *harness {
 	t.Cleanup(func() {
 		h.http.Close()
 		h.metrics.Close()
-		h.customers.Close()
 		journal.Close()
 	})
 	return h

@@ -28,20 +28,20 @@ import (
 
 	"github.com/egressd/egressd/capabilities"
 	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/revocations"
-	revocationsqlite "github.com/egressd/egressd/revocations/sqlite"
 	"github.com/egressd/egressd/server"
 )
 
 // revokingHarness is a harness whose server keeps revocations.
 func revokingHarness(t *testing.T) *harness {
 	t.Helper()
-	store, err := revocationsqlite.Open(t.TempDir())
+	data, err := embedded.Open(context.Background(), t.TempDir(), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	return newHarness(t, func(cfg *server.Config) { cfg.Revocations = store })
+	t.Cleanup(func() { data.Close() })
+	return newHarness(t, func(cfg *server.Config) { cfg.Revocations = data.Revocations })
 }
 
 // revokeFrom signs ucan/revoke of target as `with`, sending target (and the
