@@ -55,18 +55,22 @@ func absInt[T int | int64 | uint64](n T) T {
 	return n
 }
 
-// humanDuration rounds a lag for reading: "3h12m0s" is noise past the minute.
+// humanDuration rounds a lag for reading: seconds matter for a minute,
+// minutes for two days, hours after that.
 func humanDuration(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "none"
 	case d < time.Minute:
-		return d.Round(time.Second).String()
+		return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Round(time.Minute)/time.Minute))
 	case d < 48*time.Hour:
-		return d.Round(time.Minute).String()
+		m := int(d.Round(time.Minute) / time.Minute)
+		return fmt.Sprintf("%dh%02dm", m/60, m%60)
 	default:
-		days := int(d / (24 * time.Hour))
-		return fmt.Sprintf("%dd%s", days, (d - time.Duration(days)*24*time.Hour).Round(time.Hour))
+		h := int(d.Round(time.Hour) / time.Hour)
+		return fmt.Sprintf("%dd%dh", h/24, h%24)
 	}
 }
 
@@ -125,7 +129,7 @@ func chart(days []DayTotal) chartData {
 		c.Bars = append(c.Bars, chartBar{
 			X: round1(x + slot*0.1), W: round1(slot * 0.8),
 			Y: round1(c.Bottom - h), H: round1(h),
-			Title: fmt.Sprintf("%s: %s bytes (%s), %s events", d.Date, exact(d.Bytes), humanBytes(d.Bytes), exact(d.Events)),
+			Title: fmt.Sprintf("%s: %s bytes (%s), %s", d.Date, exact(d.Bytes), humanBytes(d.Bytes), count(d.Events, "event")),
 		})
 		// A date under every fifth bar and the last: thirty would overlap.
 		if i%5 == 0 || i == len(days)-1 {
@@ -155,3 +159,11 @@ func niceStep(raw float64) float64 {
 }
 
 func round1(f float64) float64 { return math.Round(f*10) / 10 }
+
+// count writes "1 event", "2 events".
+func count(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return exact(n) + " " + noun + "s"
+}

@@ -106,13 +106,13 @@ func TestPagesShowTheFigures(t *testing.T) {
 		wants []string
 	}{
 		{"/", []string{`id="egress-today">2.5 GB<`, `id="egress-today-exact">2,500,000,000<`, `id="egress-month">6.2 GB<`, `id="events-month">1,237<`,
-			`id="invocations">12.3<`, `id="queue-depth">17<`, `id="dead-letters" class="bad">2<`, `id="billing-lag">3h12m0s<`,
+			`id="invocations">12.3<`, `id="queue-depth">17<`, `id="dead-letters" class="bad">2<`, `id="billing-lag">3h12m<`,
 			`MISMATCH`, `2 batches missing at Stripe`, `id="state-reported">1,120<`, `id="state-rejected">0<`,
 			`<title>2026-03-15: 2,900,000,000 bytes (2.9 GB), 29 events</title>`, `>3.0 GB</text>`}},
-		{"/customers", []string{`href="/customers/did:mailto:example.com:alice"`, `cus_alice`, `title="1,234,567,890 bytes">1.2 GB<`, `988 kB`}},
+		{"/customers", []string{`href="/customers/did:mailto:example.com:alice"`, `cus_alice`, `<span class="human">1.2 GB</span><div class="exact">1,234,567,890 B</div>`, `988 kB`}},
 		{"/customers/" + url.PathEscape(alice), []string{`id="bytes">1.2 GB<`, `id="bytes-exact">1,234,567,890<`, `did:key:z6MkSpaceTwo`,
 			`href="/receipt/` + s.rs.valid.Ran().Link().String() + `"`, `stripe unreachable`}},
-		{"/problems", []string{`stripe unreachable`, billing.ReasonNoAccount, `value="failed"`, `>Re-drive<`, `12 MB`}},
+		{"/problems", []string{`stripe unreachable`, billing.ReasonNoAccount, `value="failed"`, `>Re-drive<`, `12 MB`, `12,000,000 B`, `2d0h ago`}},
 		{"/receipt/" + s.rs.valid.Ran().Link().String(), []string{`signature valid`, s.rs.service.DID().String(), s.rs.valid.Root().Link().String(), `&#34;space&#34;`}},
 		{"/receipt/" + s.rs.forged.Ran().Link().String(), []string{`INVALID`}},
 		{"/receipt/" + s.rs.failed.Ran().Link().String(), []string{`signature valid`, `ConsumerNotFound`, `class="bad">error<`}},

@@ -29,6 +29,7 @@ func loadPages() *pages {
 		"uint":       func(n int64) uint64 { return uint64(max(n, 0)) },
 		"time":       formatTime,
 		"pathEscape": url.PathEscape,
+		"ago":        func(now, t time.Time) string { return humanDuration(now.Sub(t)) },
 	}
 	p := &pages{byName: map[string]*template.Template{}}
 	for _, name := range pageNames {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/egressd/egressd/billing"
 )
@@ -36,14 +37,10 @@ func sortProblems(gs []ProblemGroup) {
 }
 
 func redriveMessage(k ProblemKey, n int) string {
-	noun := "events"
-	if n == 1 {
-		noun = "event"
-	}
 	if k.Reason == "" {
-		return fmt.Sprintf("re-queued %d %s of %s (%s)", n, noun, k.Customer, k.State)
+		return fmt.Sprintf("re-queued %s of %s (%s)", count(int64(n), "event"), k.Customer, k.State)
 	}
-	return fmt.Sprintf("re-queued %d %s of %s (%s: %s)", n, noun, k.Customer, k.State, k.Reason)
+	return fmt.Sprintf("re-queued %s of %s (%s: %s)", count(int64(n), "event"), k.Customer, k.State, k.Reason)
 }
 
 func (c *console) problemsPage(w http.ResponseWriter, r *http.Request) {
@@ -55,8 +52,9 @@ func (c *console) problemsPage(w http.ResponseWriter, r *http.Request) {
 	sortProblems(gs)
 	c.render(w, r, http.StatusOK, "problems", "Billing problems", struct {
 		Flash  string
+		Now    time.Time
 		Groups []ProblemGroup
-	}{c.flash(r.URL.Query()), gs})
+	}{c.flash(r.URL.Query()), c.now(), gs})
 }
 
 // redrivePost re-drives one group, then redirects (so a reload does not post

@@ -139,6 +139,30 @@ ensure_curl() {
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl ca-certificates
 }
 
+# The console's browser tests drive a headless Chromium, found as
+# console/browser_test.go finds it: $EGRESSD_CHROMIUM, else these names on PATH.
+chromium_path() {
+	command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null || command -v google-chrome 2>/dev/null
+}
+
+ensure_chromium() {
+	local path
+	if [ -n "${EGRESSD_CHROMIUM:-}" ]; then
+		command -v "$EGRESSD_CHROMIUM" >/dev/null 2>&1 || die "EGRESSD_CHROMIUM=$EGRESSD_CHROMIUM is not an executable (unset it to install chromium)"
+		log "chromium: using EGRESSD_CHROMIUM=$EGRESSD_CHROMIUM"
+		return
+	fi
+	if path="$(chromium_path)"; then
+		log "chromium found at $path"
+		return
+	fi
+	log "chromium not found: installing it (apt-get) for the console's browser tests ..."
+	as_root apt-get update -q
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+	path="$(chromium_path)" || die "chromium still missing after apt-get install chromium"
+	log "chromium installed at $path"
+}
+
 cmd_install() {
 	local t0=$SECONDS
 	need_tool go "install Go (see go.mod for the version)"
@@ -146,6 +170,7 @@ cmd_install() {
 	need_tool npm "install npm (comes with Node.js)"
 	ensure_curl
 	ensure_java
+	ensure_chromium
 	mkdir -p "$BIN" "$SVC" "$RUN"
 	install_go_bin stripe-mock github.com/stripe/stripe-mock "$STRIPE_MOCK_VERSION"
 	install_go_bin minio github.com/minio/minio "$MINIO_VERSION"
