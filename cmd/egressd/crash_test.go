@@ -14,7 +14,6 @@ import (
 	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/principal/ed25519/signer"
 
-	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/embedded"
 )
@@ -84,7 +83,7 @@ func TestAcknowledgedEventsSurviveSIGKILL(t *testing.T) {
 	}
 
 	// Every acknowledged event is on the queue.
-	journal, err := embedded.Open(context.Background(), data, billingsqlite.QueueOptions{})
+	journal, err := embedded.Open(context.Background(), data, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/billing"
-	"github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/stripetest"
+	"github.com/egressd/egressd/embedded"
 )
 
 // reconcileRun runs `egressd billing reconcile` with args and returns its
@@ -213,16 +213,17 @@ func TestBillingReconcileAccountChange(t *testing.T) {
 	}
 
 	run(t, "customer", "set", "--data-dir", data, "--customer", alice, "--stripe-customer", "")
-	l, err := sqlite.OpenLedger(data)
+	db, err := embedded.Open(context.Background(), data, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := db.Ledger
 	ev := billing.Event{Space: "did:key:z6Mkold", Customer: alice, Resource: "bafkreires", Bytes: 500, ServedAt: now, Cause: "bafy-before-accounts"}
 	_, batches, err := l.Record(context.Background(), []billing.Event{ev}, billing.BatchRule{})
 	if err == nil {
 		err = l.Settle(context.Background(), billing.Settlement{Batch: batches[0], State: billing.Reported})
 	}
-	l.Close()
+	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

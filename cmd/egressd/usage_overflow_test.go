@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/billing"
-	"github.com/egressd/egressd/billing/sqlite"
+	"github.com/egressd/egressd/embedded"
 )
 
 // TestUsageOfHugeMonth: a customer whose spaces each hold the largest
@@ -20,10 +20,11 @@ import (
 // refused event shows as failed.
 func TestUsageOfHugeMonth(t *testing.T) {
 	data := t.TempDir()
-	l, err := sqlite.OpenLedger(data)
+	stores, err := embedded.Open(context.Background(), data, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := stores.Ledger
 	at := time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)
 	for i, ev := range []billing.Event{
 		{Space: "did:key:z6Mkone", Bytes: math.MaxInt64},
@@ -37,7 +38,7 @@ func TestUsageOfHugeMonth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l.Close()
+	stores.Close()
 
 	out := run(t, "usage", "--data-dir", data, "--month", "2025-03", "--json")
 	var rep struct {
@@ -63,10 +64,11 @@ func TestUsageOfHugeMonth(t *testing.T) {
 // report of that month names the row, and other customers still report.
 func TestUsageOfOldRealTotal(t *testing.T) {
 	data := t.TempDir()
-	l, err := sqlite.OpenLedger(data)
+	stores, err := embedded.Open(context.Background(), data, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := stores.Ledger
 	at := time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)
 	for _, ev := range []billing.Event{
 		{Customer: "did:mailto:example.com:big", Space: "did:key:z6Mkbig", Bytes: math.MaxInt64, Cause: "bafy-old-big"},
@@ -77,7 +79,7 @@ func TestUsageOfOldRealTotal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l.Close()
+	stores.Close()
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
