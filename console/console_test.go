@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,20 +23,41 @@ import (
 // consoleServer serves a console over a fake source on 127.0.0.1.
 type consoleServer struct {
 	*httptest.Server
-	src *fakeSource
-	rs  testReceipts
+	src  *fakeSource
+	rs   testReceipts
+	logs *logBuffer
+}
+
+// logBuffer collects the console's log lines; the server writes from its
+// own goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startConsole(t testing.TB, token string) *consoleServer {
 	t.Helper()
 	rs := newReceipts(t)
 	src := newFakeSource(rs)
+	logs := &logBuffer{}
 	srv := httptest.NewServer(console.New(console.Config{
 		Source: src, Service: rs.service.Verifier(), Token: token,
-		Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return now }, Log: slog.New(slog.NewTextHandler(logs, nil)),
 	}))
 	t.Cleanup(srv.Close)
-	return &consoleServer{Server: srv, src: src, rs: rs}
+	return &consoleServer{Server: srv, src: src, rs: rs, logs: logs}
 }
 
 // browserClient keeps cookies and does not follow redirects, so a test sees
@@ -150,8 +173,11 @@ func TestHostileCustomerIsEscaped(t *testing.T) {
 		mustContain(t, "GET "+path, res.body, "did:mailto:x.com:&lt;script&gt;")
 	}
 	mustContain(t, "the customers page", get(t, c, s.URL+"/customers").body, `href="/customers/did:mailto:x.com:%3Cscript%3E"`)
-	if res := get(t, c, s.URL+"/customers/nobody"); res.status != http.StatusNotFound {
-		t.Errorf("unknown customer: %d, want 404", res.status)
+	// An escaped slash stays inside the one path segment a customer is.
+	for _, path := range []string{"/customers/nobody", "/customers/did:mailto:x.com%2F..%2Fevil"} {
+		if res := get(t, c, s.URL+path); res.status != http.StatusNotFound || !strings.Contains(res.body, "No such customer.") {
+			t.Errorf("GET %s: %d, want the console's 404 for an unknown customer", path, res.status)
+		}
 	}
 }
 
@@ -308,5 +334,25 @@ func TestSourceErrorsAreNotShown(t *testing.T) {
 		if res.status != http.StatusInternalServerError || strings.Contains(res.body, "secret internals") {
 			t.Errorf("GET %s: %d, body %q; want 500 without the error", path, res.status, res.body)
 		}
+	}
+	if n := strings.Count(s.logs.String(), "secret internals"); n != 7 {
+		t.Errorf("the source's error was logged %d times, want 7 (once per request):\n%s", n, s.logs.String())
+	}
+}
+
+// Without a service key the console says it did not check, rather than
+// calling a receipt valid or invalid.
+func TestReceiptWithoutServiceKey(t *testing.T) {
+	rs := newReceipts(t)
+	srv := httptest.NewServer(console.New(console.Config{Source: newFakeSource(rs)}))
+	t.Cleanup(srv.Close)
+	res := get(t, browserClient(t), srv.URL+"/receipt/"+rs.valid.Ran().Link().String())
+	mustContain(t, "the receipt page", res.body, "not checked: no service key configured")
+	if strings.Contains(res.body, "signature valid") || strings.Contains(res.body, "INVALID") {
+		t.Error("the page judged a signature it could not check")
+	}
+	api := get(t, browserClient(t), srv.URL+"/api/receipt/"+rs.valid.Ran().Link().String())
+	if strings.Contains(api.body, `"verified"`) {
+		t.Errorf("the API reports verified without a key: %s", api.body)
 	}
 }
