@@ -40,4 +40,12 @@ func TestMigrationFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// And the other way: a step named for a file runs that file.
+	for _, f := range files {
+		for i, s := range f.steps {
+			if _, err := fs.Stat(migrations, "migrations/"+s.name); err != nil {
+				t.Errorf("step %d of %s names %s: %v", i+1, f.name, s.name, err)
+			}
+		}
+	}
 }
