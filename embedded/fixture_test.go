@@ -15,6 +15,7 @@ import (
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/customers"
+	"github.com/egressd/egressd/embedded"
 	"github.com/egressd/egressd/receipts/receiptstest"
 	"github.com/egressd/egressd/revocations"
 )
@@ -148,8 +149,8 @@ func TestOpenMigratesTodaysDirectory(t *testing.T) {
 
 	db := open(t, dir)
 	for _, name := range dataFiles {
-		if v := userVersion(t, filepath.Join(dir, name+".db")); v != 1 {
-			t.Errorf("%s.db at version %d after Open, want 1", name, v)
+		if v, want := userVersion(t, filepath.Join(dir, name+".db")), embedded.Latest(name+".db"); v != want {
+			t.Errorf("%s.db at version %d after Open, want %d", name, v, want)
 		}
 	}
 
