@@ -242,18 +242,33 @@ func TestLedgerFromBeforeResends(t *testing.T) {
 func TestLedgerFromBeforeAccounts(t *testing.T) {
 	dir := t.TempDir()
 	ctx := t.Context()
-	data := openData(t, dir)
-	ev := billing.Event{Space: "did:key:s", Customer: "did:mailto:a", Resource: "r", Bytes: 5, ServedAt: time.Now(), Cause: "c"}
-	if _, _, err := data.Ledger.Record(ctx, []billing.Event{ev}, billing.BatchRule{}); err != nil {
+	old, err := sqlitedb.Open(filepath.Join(dir, "ledger.db"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	data.Close()
-	// That egressd kept no schema version: the file is at 0.
-	if _, err := openFile(t, dir).Exec(`ALTER TABLE batches DROP COLUMN account; PRAGMA user_version = 0`); err != nil {
+	// The layout of then, with one pending event in its batch of one.
+	if _, err := old.Exec(`CREATE TABLE ledger (
+			cause TEXT PRIMARY KEY, space TEXT NOT NULL, customer TEXT NOT NULL, resource TEXT NOT NULL,
+			bytes INTEGER NOT NULL, served_at INTEGER NOT NULL, month TEXT NOT NULL, state TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '', recorded_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+			batch TEXT NOT NULL DEFAULT '');
+		CREATE INDEX ledger_unbilled ON ledger (state, customer, cause) WHERE state <> 'reported';
+		CREATE INDEX ledger_month ON ledger (month, customer, state);
+		CREATE INDEX ledger_batch_members ON ledger (batch) WHERE batch <> cause;
+		CREATE TABLE batches (id TEXT PRIMARY KEY, customer TEXT NOT NULL, ts INTEGER NOT NULL,
+			bytes INTEGER NOT NULL, events INTEGER NOT NULL, resend INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '', recorded_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+		CREATE INDEX batches_customer ON batches (customer, ts, id);
+		CREATE TABLE monthly (customer TEXT NOT NULL, month TEXT NOT NULL, space TEXT NOT NULL,
+			bytes INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (customer, month, space));
+		INSERT INTO ledger VALUES ('c', 'did:key:s', 'did:mailto:a', 'r', 5, 0, '1970-01', 'pending', '', 0, 0, 'c');
+		INSERT INTO batches VALUES ('c', 'did:mailto:a', 0, 5, 1, 0, 'pending', '', 0, 0);
+		INSERT INTO monthly VALUES ('did:mailto:a', '1970-01', 'did:key:s', 5, 1);`); err != nil {
 		t.Fatal(err)
 	}
+	old.Close()
 
-	data = openData(t, dir)
+	data := openData(t, dir)
 	l := data.Ledger
 	b, err := l.Batch(ctx, "c")
 	if err != nil || b.Account != "" || b.State != billing.Pending {
