@@ -12,11 +12,9 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/billing"
-	billingsqlite "github.com/egressd/egressd/billing/sqlite"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/billing/stripe/fakestripe"
 	"github.com/egressd/egressd/customers"
-	customersqlite "github.com/egressd/egressd/customers/sqlite"
 	"github.com/egressd/egressd/embedded"
 )
 
@@ -77,22 +75,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 	defer fake.Close()
 	fake.SetDelay(cfg.StripeLatency)
 
-	journal, err := embedded.Open(ctx, cfg.DataDir, billingsqlite.QueueOptions{Poll: 10 * time.Millisecond})
+	db, err := embedded.Open(ctx, cfg.DataDir, embedded.Options{Poll: 10 * time.Millisecond})
 	if err != nil {
 		return res, err
 	}
-	defer journal.Close()
-	queue := journal.Queue
-	ledger, err := billingsqlite.OpenLedger(cfg.DataDir)
-	if err != nil {
-		return res, err
-	}
-	defer ledger.Close()
-	accounts, err := customersqlite.Open(cfg.DataDir)
-	if err != nil {
-		return res, err
-	}
-	defer accounts.Close()
+	defer db.Close()
+	queue, ledger, accounts := db.Queue, db.Ledger, db.Customers
 
 	customers := make([]string, max(1, cfg.Customers))
 	for i := range customers {
@@ -186,7 +174,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) (WorkerResult, error) {
 
 // accountsOf answers the worker's account lookups from the embedded
 // customer store, in billing's terms.
-type accountsOf struct{ store *customersqlite.Store }
+type accountsOf struct{ store customers.Store }
 
 func (a accountsOf) Account(ctx context.Context, customer string) (string, error) {
 	account, err := a.store.Account(ctx, customer)

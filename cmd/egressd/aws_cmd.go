@@ -37,7 +37,7 @@ func awsCommand() *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			if !backend.usesAWS() {
+			if backend.receipts == "" && backend.queue == "" && backend.tables == "" {
 				return errors.New("aws init: name what to create with --receipts, --queue and/or --tables")
 			}
 			if maxReceives < 1 {
@@ -65,7 +65,7 @@ func awsCommand() *ffcli.Command {
 				}
 				res.Tables = &t
 			}
-			cfg, err := backend.awsConfig(ctx)
+			cfg, err := awsconfig.Load(ctx)
 			if err != nil {
 				return err
 			}
@@ -95,11 +95,8 @@ func awsCommand() *ffcli.Command {
 				// Ledger entries written before batches get a batch item
 				// each, so reconciling the hours before the upgrade counts
 				// them; a ledger already migrated (or new) is only scanned.
-				tables, client, err := backend.dynamoDB(cfg)
-				if err != nil {
-					return err
-				}
-				ledger := billingdynamodb.New(client, billingdynamodb.Tables{Events: tables.Events, Monthly: tables.Monthly, Ledger: tables.Ledger})
+				client := awsconfig.NewDynamoDB(cfg)
+				ledger := billingdynamodb.New(client, billingdynamodb.Tables{Events: res.Tables.Events, Monthly: res.Tables.Monthly, Ledger: res.Tables.Ledger})
 				n, err := ledger.MigrateToBatches(ctx)
 				if err != nil {
 					return fmt.Errorf("bringing the ledger's entries into batches: %w", err)

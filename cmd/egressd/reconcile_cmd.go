@@ -113,7 +113,7 @@ func reconcileRange(fromFlag, toFlag string) (time.Time, time.Time, error) {
 // reconcileCustomers is --customer, or every customer with usage in the
 // months [from, to) touches, each with its account of today ("" for none,
 // or for a customer the customer store does not know, marked Unknown).
-func reconcileCustomers(ctx context.Context, b *backend, customer string, from, to time.Time) ([]stripe.ReconcileCustomer, error) {
+func reconcileCustomers(ctx context.Context, b *stores, customer string, from, to time.Time) ([]stripe.ReconcileCustomer, error) {
 	var names []string
 	if customer != "" {
 		names = []string{customer}

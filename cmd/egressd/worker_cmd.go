@@ -126,7 +126,7 @@ func (f *workerFlags) register(fs *flag.FlagSet) {
 }
 
 // newWorker builds a worker over the backend's stores.
-func (f *workerFlags) newWorker(b *backend, sink billing.Sink, log *slog.Logger, reg *prometheus.Registry) (*billing.Worker, error) {
+func (f *workerFlags) newWorker(b *stores, sink billing.Sink, log *slog.Logger, reg *prometheus.Registry) (*billing.Worker, error) {
 	return billing.NewWorker(billing.WorkerConfig{
 		Queue:        b.Queue,
 		Ledger:       b.Ledger,
