@@ -175,6 +175,9 @@ type Ledger interface {
 	Usage(ctx context.Context, f UsageFilter) ([]Usage, error)
 	// Count returns how many entries of f's month (and customer) are in each state.
 	Count(ctx context.Context, f UsageFilter) (map[State]int64, error)
+	// Daily returns a customer's daily totals, counted as the monthly ones
+	// and in the same transaction, by space then day.
+	Daily(ctx context.Context, f DailyFilter) ([]DailyUsage, error)
 }
 
 // Month is the billing month of t: YYYY-MM in UTC.

@@ -19,6 +19,7 @@ var (
 	}}
 	ledgerFile = file{name: "ledger.db", steps: []step{
 		{name: "ledger/0001_tables.sql", run: ledger1},
+		sqlStep("ledger/0002_daily_totals.sql"),
 	}}
 	revocationsFile = file{name: "revocations.db", steps: []step{
 		sqlStep("revocations/0001_tables.sql"),

@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) billing.Ledger) {
 		"Batches":              testBatches,
 		"InvalidEvent":         testInvalidEvent,
 		"MonthlyOverflow":      testMonthlyOverflow,
+		"DailyTotals":          testDailyTotals,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) { test(t, open(t)) })

@@ -48,7 +48,7 @@ type Ledger struct {
 // ledgerStmts are the statements Record, Settle and Reject run per event or
 // per batch.
 type ledgerStmts struct {
-	known, insertEntry, insertBatch, addTotal, readTotal, forceTotal,
+	known, insertEntry, insertBatch, addTotal, readTotal, forceTotal, addDay,
 	settle, reject, syncMembers, batchExists, batch *sql.Stmt
 }
 
@@ -81,6 +81,7 @@ func (l *Ledger) prepare() error {
 		stmt **sql.Stmt
 		sql  string
 	}{
+		{&l.stmts.addDay, addDaySQL},
 		{&l.stmts.known, `SELECT ` + entryColumns + ` FROM ledger WHERE cause IN (SELECT value FROM json_each(?))`},
 		{&l.stmts.insertEntry, `INSERT INTO ledger (cause, space, customer, resource, bytes, served_at, month, state, reason, recorded_at, updated_at, batch)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -173,6 +174,9 @@ func (l *Ledger) record(tx *sql.Tx, evs []billing.Event, rule billing.BatchRule,
 	refused, err := l.count(tx, fresh)
 	if err != nil {
 		return nil, nil, fmt.Errorf("counting them in the monthly totals: %w", err)
+	}
+	if err := l.countDays(tx, fresh, refused); err != nil {
+		return nil, nil, err
 	}
 	accepted := fresh
 	if len(refused) > 0 {
