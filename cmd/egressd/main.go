@@ -58,6 +58,7 @@ func rootCommand() *ffcli.Command {
 			idCommand(),
 			provisionCommand(),
 			customerCommand(),
+			accountCommand(),
 			keyCommand(),
 			delegateCommand(),
 			recordCommand(),
