@@ -17,6 +17,9 @@ type RedriveFilter struct {
 	States []State
 	// Customer narrows the redrive to one customer; empty is all.
 	Customer string
+	// Reason narrows it to batches settled with this reason (the operator
+	// console re-drives one group of problems); empty is any.
+	Reason string
 	// Force sends failed and pending batches again even when they were last
 	// sent longer ago than ResendWindow (see Redrive).
 	Force bool
@@ -116,7 +119,7 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 				repairs += b.Events
 				continue
 			}
-			if !slices.Contains(states, b.State) {
+			if !slices.Contains(states, b.State) || (f.Reason != "" && b.Reason != f.Reason) {
 				continue
 			}
 			if (b.State == Failed || b.State == Pending) && !f.Force && now().Sub(b.UpdatedAt) > ResendWindow {

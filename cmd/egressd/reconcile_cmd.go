@@ -18,6 +18,7 @@ import (
 
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/stripe"
+	"github.com/egressd/egressd/console"
 	"github.com/egressd/egressd/customers"
 )
 
@@ -87,7 +88,17 @@ func reconcileCommand() *ffcli.Command {
 			} else {
 				printReconcile(os.Stdout, rep)
 			}
-			return reconcileVerdict(rep)
+			verdict := reconcileVerdict(rep)
+			outcome := console.Reconcile{At: time.Now().UTC(), OK: verdict == nil,
+				Summary: fmt.Sprintf("%d hours from %s to %s match what Stripe bills", len(rep.Hours), cfg.From.Format(time.RFC3339), cfg.To.Format(time.RFC3339))}
+			if verdict != nil {
+				outcome.Summary = verdict.Error()
+			}
+			// For the console of a serve on this data directory.
+			if err := saveReconcile(backend.dataDir, outcome); err != nil {
+				fmt.Fprintf(os.Stderr, "egressd: the outcome is not kept for the console: %v\n", err)
+			}
+			return verdict
 		})
 }
 

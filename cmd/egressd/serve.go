@@ -16,10 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/principal"
 	"golang.org/x/net/netutil"
 
+	"github.com/egressd/egressd/account"
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/stripe"
+	"github.com/egressd/egressd/console"
 	"github.com/egressd/egressd/server"
 	"github.com/egressd/egressd/server/wire"
 )
@@ -59,6 +62,8 @@ type serveFlags struct {
 	logFormat         string
 	logLevel          string
 	pprofListen       string
+	adminListen       string
+	adminToken        string
 
 	worker        bool
 	stripe        stripeFlags
@@ -90,6 +95,9 @@ func serveCommand() *ffcli.Command {
 	fs.Int64Var(&f.maxInflightBytes, "max-inflight-bytes", server.DefaultMaxInflightBytes, "request bodies held at once, in bytes: the memory budget (503 with Retry-After when full for --admission-wait)")
 	fs.DurationVar(&f.admissionWait, "admission-wait", server.DefaultAdmissionWait, "how long a request may wait for room in --max-inflight-bytes")
 	fs.IntVar(&f.maxConnections, "max-connections", 1024, "most client connections open at once; more wait to be accepted")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "address to serve the operator console and its JSON API on (for example 127.0.0.1:9090); default: none. Beyond loopback it needs --admin-token")
+	// No default shown: --help must not print a secret.
+	fs.StringVar(&f.adminToken, "admin-token", "", "token the console asks for (a login form; API clients send Authorization: Bearer TOKEN); env EGRESSD_ADMIN_TOKEN")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9464", "address to serve Prometheus metrics on at /metrics, apart from --listen; \"off\" serves none (when the default address is taken, serve warns and goes on without it)")
 	fs.Var(&f.trustedIssuers, "trusted-issuer", "only accept invocations issued by this DID, for example your gateway's did:web (repeatable; default: any holder of a space delegation)")
 	fs.DurationVar(&f.maxServedAtAge, "max-served-at-age", server.DefaultMaxAge, "oldest servedAt accepted (Stripe bills at most 35 days back)")
@@ -174,6 +182,12 @@ func runServe(ctx context.Context, f serveFlags) error {
 		fetcher = &server.DIDWebFetcher{Client: &http.Client{Timeout: 5 * time.Second}, TTL: f.didWebTTL, AllowedHosts: hosts}
 	}
 
+	if f.adminListen != "" {
+		if err := checkAdminListen(f.adminListen, f.adminToken); err != nil {
+			return err
+		}
+	}
+
 	f.backend.queueVisibility = f.workerTuning.visibility
 	f.backend.log = log
 	b, err := f.backend.open(ctx)
@@ -184,7 +198,13 @@ func runServe(ctx context.Context, f serveFlags) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	providers := []string{signer.DID().String()}
+	for _, a := range aliases {
+		providers = append(providers, a.String())
+	}
+	egress := &account.Egress{Customers: b.Customers, Totals: b.Ledger, Providers: providers}
 	srv, err := server.New(server.Config{
+		Capabilities:       []server.Capability{egress.Capability()},
 		Signer:             signer,
 		Aliases:            aliases,
 		Customers:          b.Customers,
@@ -226,6 +246,14 @@ func runServe(ctx context.Context, f serveFlags) error {
 		if worker, err = f.workerTuning.newWorker(b, sink, log, reg); err != nil {
 			return err
 		}
+	}
+
+	if f.adminListen != "" {
+		stop, err := f.startConsole(ctx, b, worker, signer, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	var handler http.Handler = srv
@@ -296,6 +324,41 @@ func runServe(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// startConsole serves the operator console over the stores. Re-drives go
+// through the worker, or, when sidecars do the billing, through one made
+// for re-drives alone (as `billing redrive` makes one).
+func (f *serveFlags) startConsole(ctx context.Context, b *stores, worker *billing.Worker, signer principal.Signer, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	redriver := worker
+	if redriver == nil {
+		sink, err := f.stripe.sink(log)
+		if err != nil {
+			return nil, err
+		}
+		if redriver, err = f.workerTuning.newWorker(b, sink, log, prometheus.NewRegistry()); err != nil {
+			return nil, err
+		}
+	}
+	rate := &invocationRate{reg: reg}
+	rateCtx, stopRate := context.WithCancel(ctx)
+	go rate.run(rateCtx)
+	stop, err := serveConsole(f.adminListen, console.Config{
+		Source: &console.Stores{
+			Ledger: b.Ledger, Queue: b.Queue, Accounts: b.Customers, Receipts: b.Receipts,
+			Redriver:       redriver,
+			InvocationRate: rate.perSecond,
+			LastReconcile:  func() (*console.Reconcile, error) { return loadReconcile(f.backend.dataDir) },
+		},
+		Service: consoleVerifier(signer),
+		Token:   f.adminToken,
+		Log:     log,
+	}, log)
+	if err != nil {
+		stopRate()
+		return nil, err
+	}
+	return func() { stop(); stopRate() }, nil
 }
 
 // stripeWebhookPath is where Stripe's event destination delivers.
