@@ -11,6 +11,7 @@ import (
 	"github.com/ipld/go-ipld-prime/datamodel"
 	"github.com/ipld/go-ipld-prime/schema"
 	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/core/result/failure"
 	ucschema "github.com/storacha/go-ucanto/core/schema"
 	"github.com/storacha/go-ucanto/ucan"
 	"github.com/storacha/go-ucanto/validator"
@@ -89,7 +90,23 @@ func (c EgressGetCaveats) ToIPLD() (ipld.Node, error) {
 
 var _ ucan.CaveatBuilder = EgressGetCaveats{}
 
-var accountEgressCaveatsReader = ucschema.Struct[EgressGetCaveats](accountEgressCaveatsType, nil)
+var accountEgressCaveatsReader ucschema.Reader[any, EgressGetCaveats] = optionalCaveats{ucschema.Struct[EgressGetCaveats](accountEgressCaveatsType, nil)}
+
+// optionalCaveats reads a missing nb as no caveats: both caveats are
+// optional, and the JavaScript client leaves nb out when it names neither.
+type optionalCaveats struct {
+	ucschema.Reader[any, EgressGetCaveats]
+}
+
+func (r optionalCaveats) Read(nb any) (EgressGetCaveats, failure.Failure) {
+	if nb == nil {
+		return EgressGetCaveats{}, nil
+	}
+	if n, ok := nb.(datamodel.Node); ok && (n.IsAbsent() || n.IsNull()) {
+		return EgressGetCaveats{}, nil
+	}
+	return r.Reader.Read(nb)
+}
 
 // maxEgressSpaces bounds nb.spaces: each listed space costs a lookup.
 const maxEgressSpaces = 1000
