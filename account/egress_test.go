@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func newService(t *testing.T, now time.Time) *service {
 	srv, err := server.New(server.Config{
 		Signer: s.signer, Customers: db.Customers, Queue: db.Queue, Receipts: db.Receipts, Journal: db,
 		Capabilities: []server.Capability{egress.Capability()},
+		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
