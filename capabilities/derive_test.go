@@ -162,7 +162,7 @@ func access(t *testing.T, parser validator.CapabilityParser[RecordCaveats], serv
 func TestDelegatedCaveatsBindTheGateway(t *testing.T) {
 	for _, can := range []string{UsageRecord, EgressRecord} {
 		t.Run(can, func(t *testing.T) {
-			parser := Parsers[can]
+			parser := RecordParsers[can]
 			namespace := "usage/*"
 			if can == EgressRecord {
 				namespace = "space/content/serve/*"

@@ -122,9 +122,9 @@ var Record = constrained(validator.NewCapability(UsageRecord, spaceDID, caveatsR
 // derived the same way.
 var EgressRecordCapability = constrained(validator.NewCapability(EgressRecord, spaceDID, caveatsReader, validator.DefaultDerives[RecordCaveats]), checkDelegatedCaveats)
 
-// Parsers are the record capability's parsers by name, for a client to
-// invoke either. The server serves them through its own registration.
-var Parsers = map[string]validator.CapabilityParser[RecordCaveats]{
+// RecordParsers are the record capability's parsers by name, for a client
+// to invoke either. The server serves them through its own registration.
+var RecordParsers = map[string]validator.CapabilityParser[RecordCaveats]{
 	UsageRecord:  Record,
 	EgressRecord: EgressRecordCapability,
 }

@@ -47,7 +47,7 @@ func Invoke(issuer principal.Signer, service ucan.Principal, rec Record, proofs 
 	if can == "" {
 		can = capabilities.EgressRecord
 	}
-	parser, ok := capabilities.Parsers[can]
+	parser, ok := capabilities.RecordParsers[can]
 	if !ok {
 		return nil, fmt.Errorf("unknown capability %q", can)
 	}

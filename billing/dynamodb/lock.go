@@ -6,12 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	mathrand "math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/egressd/egressd/internal/backoff"
 )
 
 // CustomerLock is a lock per customer in the ledger table, so that workers
@@ -89,7 +90,7 @@ func (l *CustomerLock) Lock(ctx context.Context, customer string) (held context.
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-time.After(l.Poll/2 + mathrand.N(l.Poll+1)):
+		case <-time.After(backoff.Policy{Base: l.Poll, Max: l.Poll}.Delay(1, 0)):
 		}
 	}
 	held, lose := context.WithCancelCause(ctx)
