@@ -78,7 +78,7 @@ func billingCommand() *ffcli.Command {
 		})
 	root := command("billing", "egressd billing list|redrive|reconcile [flags]", "operate on the billing ledger", flag.NewFlagSet("billing", flag.ContinueOnError),
 		func(context.Context, []string) error { return flag.ErrHelp })
-	root.Subcommands = []*ffcli.Command{listCommand(), redrive, reconcileCommand()}
+	root.Subcommands = []*ffcli.Command{listCommand(), redrive, reconcileCommand(), deadLettersCommand()}
 	return root
 }
 
