@@ -211,6 +211,18 @@ func TestOpenMigratesTodaysDirectory(t *testing.T) {
 	if err != nil || len(usage) != 1 || usage[0].Bytes != 600 || usage[0].Events != 3 {
 		t.Errorf("alice's March = %+v, %v; want 600 bytes in 3 events", usage, err)
 	}
+	// Migration 2 counted the ledger's events into daily totals that add
+	// up to the monthly ones.
+	days, err := db.Ledger.Daily(ctx, billing.DailyFilter{Customer: "did:mailto:example.com:alice",
+		From: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)})
+	var dayBytes, dayEvents int64
+	for _, d := range days {
+		dayBytes += d.Bytes
+		dayEvents += d.Events
+	}
+	if err != nil || dayBytes != 600 || dayEvents != 3 {
+		t.Errorf("alice's March days = %+v, %v; want 600 bytes in 3 events, as the month", days, err)
+	}
 	counts, err := db.Ledger.Count(ctx, billing.UsageFilter{Month: "2025-03"})
 	if err != nil || counts[billing.Reported] != 2 || counts[billing.Pending] != 2 || counts[billing.Unbillable] != 1 || counts[billing.Failed] != 1 {
 		t.Errorf("March's entries by state = %v, %v", counts, err)
