@@ -33,16 +33,16 @@ import (
 
 // SQS limits.
 const (
-	maxBatch         = 10               // entries in a SendMessageBatch, DeleteMessageBatch, messages in a ReceiveMessage
-	maxBatchBytes    = 256 << 10        // bodies in a SendMessageBatch (and so one message), on queues made before SQS allowed 1 MiB
-	maxLongPoll      = 20 * time.Second // WaitTimeSeconds
-	maxVisibility    = 12 * time.Hour   // VisibilityTimeout
-	defaultLinger    = 2 * time.Millisecond
-	defaultInFlight  = 16
-	defaultLease     = 60 * time.Second
-	sendAttempts     = 5 // SendMessageBatch calls for one entry that SQS keeps failing
-	sendCallTimeout  = 30 * time.Second
-	sendRetryBackoff = 50 * time.Millisecond
+	maxBatch          = 10               // entries in a SendMessageBatch, DeleteMessageBatch, messages in a ReceiveMessage
+	maxBatchBytes     = 256 << 10        // bodies in a SendMessageBatch (and so one message), on queues made before SQS allowed 1 MiB
+	maxLongPoll       = 20 * time.Second // WaitTimeSeconds
+	maxVisibility     = 12 * time.Hour   // VisibilityTimeout
+	defaultLinger     = 2 * time.Millisecond
+	defaultInFlight   = 16
+	defaultVisibility = 60 * time.Second
+	sendAttempts      = 5 // SendMessageBatch calls for one entry that SQS keeps failing
+	sendCallTimeout   = 30 * time.Second
+	sendRetryBackoff  = 50 * time.Millisecond
 )
 
 // Options tunes a Queue; zero values take the defaults.
@@ -92,7 +92,7 @@ func Open(ctx context.Context, client *sqs.Client, name string, opts Options) (*
 // follow AWS's pattern).
 func New(client *sqs.Client, url string, opts Options) *Queue {
 	if opts.Visibility <= 0 {
-		opts.Visibility = defaultLease
+		opts.Visibility = defaultVisibility
 	}
 	if opts.Linger == 0 {
 		opts.Linger = defaultLinger
