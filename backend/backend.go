@@ -64,6 +64,10 @@ type Config struct {
 	// DataDir is the data directory: the embedded backend keeps its files
 	// there, and every process keeps its service key there.
 	DataDir string
+	// ReadOnly opens the data directory's files for reading only, as they
+	// are: for reports on a backup or on a directory this user may not
+	// write. Nothing is created or migrated.
+	ReadOnly bool
 	// Visibility is how long a received queue message stays hidden; zero is
 	// the queue's default.
 	Visibility time.Duration

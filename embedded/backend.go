@@ -26,7 +26,7 @@ type dataDir struct {
 
 func (d *dataDir) open(ctx context.Context) (*DB, error) {
 	return d.db.Get(func() (*DB, error) {
-		return Open(ctx, d.cfg.DataDir, Options{Visibility: d.cfg.Visibility})
+		return Open(ctx, d.cfg.DataDir, Options{Visibility: d.cfg.Visibility, ReadOnly: d.cfg.ReadOnly})
 	})
 }
 

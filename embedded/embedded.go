@@ -58,6 +58,12 @@ type Options struct {
 	// Poll is how often a waiting Receive looks again (default 50 ms); tests
 	// and benchmarks lower it so that a worker notices events sooner.
 	Poll time.Duration
+	// ReadOnly opens the files as they are, for reading only (SQLite
+	// mode=ro): for reports on a backup, or on a directory this user may
+	// not write. Nothing is created or migrated, a missing file is an error,
+	// and so is a file an older egressd wrote (*StaleError). Every write
+	// through the stores fails.
+	ReadOnly bool
 }
 
 // DB is the data directory, opened: every store of the embedded backend.
@@ -73,14 +79,16 @@ type DB struct {
 	journalWrites, ledgerWrites *sqlitedb.Committer
 	// files are the open files, closed after the committers.
 	files     []*sql.DB
+	readOnly  bool
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // Open opens every file of dataDir (creating the directory and the files
-// when missing) and migrates each to the version this binary knows.
+// when missing) and migrates each to the version this binary knows; with
+// opts.ReadOnly it only opens them (see Options).
 func Open(ctx context.Context, dataDir string, opts Options) (_ *DB, err error) {
-	db := &DB{}
+	db := &DB{readOnly: opts.ReadOnly}
 	defer func() {
 		if err != nil {
 			db.Close()
@@ -127,6 +135,9 @@ func Open(ctx context.Context, dataDir string, opts Options) (_ *DB, err error) 
 
 // open opens one file and migrates it.
 func (db *DB) open(ctx context.Context, dataDir string, f file) (*sql.DB, error) {
+	if db.readOnly {
+		return db.openReadOnly(ctx, dataDir, f)
+	}
 	path := filepath.Join(dataDir, f.name)
 	conn, err := sqlitedb.Open(path)
 	if err != nil {

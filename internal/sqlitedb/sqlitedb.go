@@ -40,6 +40,14 @@ func Open(path string) (*sql.DB, error) {
 	// opened (or switched to WAL) is reported here, naming it.
 	if err := db.Ping(); err != nil {
 		db.Close()
+		// SQLite says only "unable to open database file (14)" or
+		// "attempt to write a readonly database".
+		if dir := filepath.Dir(path); !Writable(dir) {
+			return nil, fmt.Errorf("opening %s: the directory %s is read-only, and this command writes to it", path, dir)
+		}
+		if _, serr := os.Stat(path); serr == nil && !Writable(path) {
+			return nil, fmt.Errorf("opening %s: the file is read-only, and this command writes to it", path)
+		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	return db, nil
