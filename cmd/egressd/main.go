@@ -54,6 +54,7 @@ func rootCommand() *ffcli.Command {
 			workerCommand(),
 			billingCommand(),
 			usageCommand(),
+			backupCommand(),
 			awsCommand(),
 			idCommand(),
 			provisionCommand(),
