@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/egressd/egressd/backend"
@@ -34,28 +38,98 @@ type backendFlags struct {
 	// log receives what the stores report (the SQS queue's undecodable
 	// messages); nil discards it.
 	log *slog.Logger
+
+	// mustExist refuses a missing data directory instead of creating it:
+	// every command but serve, worker and provision (and bench, which
+	// provisions) sets it (see dataDirRule).
+	mustExist bool
+	// readOnly opens the data directory's files read-only: the reports
+	// (usage, billing list) set it, so they can read a backup or a
+	// directory they may not write, and never migrate one.
+	readOnly bool
+	// opensQueue and opensReceipts say the command registered --queue and
+	// --receipts, and so opens those stores.
+	opensQueue, opensReceipts bool
 }
+
+// dataDirRule is the data-directory rule, as --help and errors state it.
+const dataDirRule = "serve, worker and provision create one; every other command reads the one they made"
 
 // registerDataDir registers --data-dir alone, for commands that only read
 // the service key.
 func (b *backendFlags) registerDataDir(fs *flag.FlagSet) {
-	fs.StringVar(&b.dataDir, "data-dir", "./data", "directory of the embedded backend (SQLite files and the service key)")
+	fs.StringVar(&b.dataDir, "data-dir", "./data", "directory of the embedded backend (SQLite files) and of the service key; "+dataDirRule)
 }
 
-// register registers --data-dir and the AWS backend flags. Every command
-// that opens a store takes all of them, so one set of EGRESSD_RECEIPTS,
-// EGRESSD_QUEUE and EGRESSD_TABLES variables configures them all.
+// register registers --data-dir and every AWS backend flag, for commands
+// that open every store. One set of EGRESSD_RECEIPTS, EGRESSD_QUEUE and
+// EGRESSD_TABLES variables configures them all; a command without one of
+// these flags ignores its variable.
 func (b *backendFlags) register(fs *flag.FlagSet) {
-	b.registerDataDir(fs)
-	b.registerAWS(fs)
+	b.registerTables(fs)
+	b.registerQueue(fs)
+	b.registerReceipts(fs)
 }
 
-// registerAWS registers --receipts, --queue and --tables.
-func (b *backendFlags) registerAWS(fs *flag.FlagSet) {
-	fs.StringVar(&b.receipts, "receipts", "", "keep receipts in S3: s3://BUCKET[/PREFIX][?path-style=true|false]; default: in the data directory")
-	fs.StringVar(&b.queue, "queue", "", "carry events on SQS: sqs://QUEUE_NAME[?dlq=NAME] (dead-letter queue QUEUE_NAME-dlq); default: in the data directory")
+// registerTables registers --data-dir, --tables and --storacha: all a
+// command needs that opens only customers, the ledger and revocations
+// (help lists no flag the command would ignore).
+func (b *backendFlags) registerTables(fs *flag.FlagSet) {
+	b.registerDataDir(fs)
 	fs.BoolVar(&b.storacha, "storacha", false, "the --tables are Storacha's deployment: check their schemas and never change them, write only rows Storacha's code writes, meter event gateway-egress-traffic, did:web provider (env EGRESSD_STORACHA)")
 	fs.StringVar(&b.tables, "tables", "", "keep customers, the billing ledger, monthly totals and revocations in DynamoDB: dynamodb://[TABLE_PREFIX][?consumer=&subscription=&customer=&revocation=&events=&monthly=&ledger=] (dynamodb://<stage>-w3infra- with --storacha runs on Storacha's tables); default: in the data directory")
+}
+
+// registerQueue registers --queue; the command opens the queue.
+func (b *backendFlags) registerQueue(fs *flag.FlagSet) {
+	b.opensQueue = true
+	fs.StringVar(&b.queue, "queue", "", "carry events on SQS: sqs://QUEUE_NAME[?dlq=NAME] (dead-letter queue QUEUE_NAME-dlq); default: in the data directory")
+}
+
+// registerReceipts registers --receipts; the command opens the receipts.
+func (b *backendFlags) registerReceipts(fs *flag.FlagSet) {
+	b.opensReceipts = true
+	fs.StringVar(&b.receipts, "receipts", "", "keep receipts in S3: s3://BUCKET[/PREFIX][?path-style=true|false]; default: in the data directory")
+}
+
+// ignoreStores accepts --queue and --receipts, when the command does not
+// open those stores, and ignores them: one set of backend flags (or
+// EGRESSD_* variables) then still works for every command, as scripts pass
+// it. --help does not list them (ignoredFlag).
+func (b *backendFlags) ignoreStores(fs *flag.FlagSet) {
+	if !b.opensQueue {
+		fs.Var(ignoredFlag{}, "queue", "accepted and ignored: this command does not use the queue")
+	}
+	if !b.opensReceipts {
+		fs.Var(ignoredFlag{}, "receipts", "accepted and ignored: this command does not use the receipts")
+	}
+}
+
+// ignoredFlag is a flag a command accepts and does nothing with.
+type ignoredFlag struct{}
+
+func (ignoredFlag) String() string   { return "" }
+func (ignoredFlag) Set(string) error { return nil }
+
+// checkDataDir refuses a data directory that is not there, for a command
+// that does not create one and keeps a store in it: `usage` on a mistyped
+// path would otherwise create an empty directory and report zero bytes,
+// which reads as "nothing was served".
+func (f *backendFlags) checkDataDir() error {
+	embedded := f.tables == "" || (f.opensQueue && f.queue == "") || (f.opensReceipts && f.receipts == "")
+	if !f.mustExist || !embedded {
+		return nil
+	}
+	info, err := os.Stat(f.dataDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no data directory at %s: check --data-dir (%s)", f.dataDir, dataDirRule)
+	case err != nil:
+		return fmt.Errorf("data directory %s: %w", f.dataDir, err)
+	case !info.IsDir():
+		return fmt.Errorf("--data-dir %s is not a directory", f.dataDir)
+	}
+	return nil
 }
 
 // describe names where each store lives, for the start-up log.
@@ -84,7 +158,7 @@ func (f *backendFlags) locations() backend.Locations {
 }
 
 func (f *backendFlags) config() backend.Config {
-	return backend.Config{DataDir: f.dataDir, Visibility: f.queueVisibility, CustomerTTL: f.customerTTL, Log: f.log}
+	return backend.Config{DataDir: f.dataDir, ReadOnly: f.readOnly, Visibility: f.queueVisibility, CustomerTTL: f.customerTTL, Log: f.log}
 }
 
 // stores is the set of stores one process uses.
@@ -110,6 +184,9 @@ func (s *stores) Close() error { return s.backends.Close() }
 
 // customerStore opens only the customer store (provision, customer set).
 func (f *backendFlags) customerStore(ctx context.Context) (customers.Store, func() error, error) {
+	if err := f.checkDataDir(); err != nil {
+		return nil, nil, err
+	}
 	bs, err := backends.Open(ctx, f.locations(), f.config())
 	if err != nil {
 		return nil, nil, err
@@ -122,8 +199,11 @@ func (f *backendFlags) customerStore(ctx context.Context) (customers.Store, func
 	return s, bs.Close, nil
 }
 
-// open opens every store.
+// open opens every store the command registered flags for.
 func (f *backendFlags) open(ctx context.Context) (_ *stores, err error) {
+	if err := f.checkDataDir(); err != nil {
+		return nil, err
+	}
 	bs, err := backends.Open(ctx, f.locations(), f.config())
 	if err != nil {
 		return nil, err
@@ -146,14 +226,20 @@ func (f *backendFlags) open(ctx context.Context) (_ *stores, err error) {
 	if s.Revocations, err = bs.Revocations(ctx); err != nil {
 		return nil, err
 	}
-	if s.Receipts, err = bs.Receipts(ctx); err != nil {
-		return nil, err
+	if f.opensReceipts {
+		if s.Receipts, err = bs.Receipts(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if s.Queue, err = bs.Queue(ctx); err != nil {
-		return nil, err
+	if f.opensQueue {
+		if s.Queue, err = bs.Queue(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if s.Journal, err = bs.Journal(ctx); err != nil {
-		return nil, err
+	if f.opensReceipts && f.opensQueue {
+		if s.Journal, err = bs.Journal(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

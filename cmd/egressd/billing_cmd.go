@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +25,7 @@ func billingCommand() *ffcli.Command {
 	)
 	fs := flag.NewFlagSet("billing redrive", flag.ContinueOnError)
 	backend.register(fs)
+	backend.mustExist = true
 	stripeCfg.register(fs)
 	worker.registerSettle(fs)
 	fs.Var(&states, "state", "ledger state to re-send: unbillable, failed, rejected or pending (repeatable or comma-separated; rejected entries go under a new identifier); default: unbillable and failed")
@@ -54,6 +51,12 @@ func billingCommand() *ffcli.Command {
 				}
 				filter.Customer = customer
 			}
+			// Checked before anything else: without a key every entry would
+			// only be marked unbillable again, and sink would warn as serve
+			// does that they will be.
+			if stripeCfg.secretKey() == "" {
+				return errors.New("billing redrive needs a Stripe key: --stripe-key or STRIPE_SECRET_KEY")
+			}
 			backend.log = log
 			b, err := backend.open(ctx)
 			if err != nil {
@@ -63,10 +66,6 @@ func billingCommand() *ffcli.Command {
 			sink, err := stripeCfg.sink(log)
 			if err != nil {
 				return err
-			}
-			if sink == nil {
-				// Without a key every entry would only be marked unbillable again.
-				return errors.New("billing redrive needs a Stripe key: --stripe-key or STRIPE_SECRET_KEY")
 			}
 			w, err := worker.newWorker(b, sink, log, prometheus.NewRegistry())
 			if err != nil {
@@ -95,58 +94,6 @@ func parseStates(values stringList) ([]billing.State, error) {
 		}
 	}
 	return states, nil
-}
-
-func listCommand() *ffcli.Command {
-	var (
-		backend  backendFlags
-		states   stringList
-		customer string
-		limit    int
-		asJSON   bool
-	)
-	fs := flag.NewFlagSet("billing list", flag.ContinueOnError)
-	backend.register(fs)
-	fs.Var(&states, "state", "show only entries in this state: pending, reported, unbillable, failed or rejected (repeatable or comma-separated); default: unbillable, failed and rejected")
-	fs.StringVar(&customer, "customer", "", "show only this customer's entries (did:mailto:...); default: all customers")
-	fs.IntVar(&limit, "limit", 100, "most entries to print")
-	fs.BoolVar(&asJSON, "json", false, "print a JSON array of entries instead of a table")
-	return command("list",
-		"egressd billing list --data-dir DIR [--state unbillable|failed|rejected|pending|reported] [--customer did:mailto:...] [--json]",
-		"list ledger entries with their batch, state and reason", fs,
-		func(ctx context.Context, args []string) error {
-			filter := billing.EntryFilter{Customer: customer, Limit: limit}
-			var err error
-			if filter.States, err = parseStates(states); err != nil {
-				return err
-			}
-			if len(filter.States) == 0 {
-				filter.States = []billing.State{billing.Unbillable, billing.Failed, billing.Rejected}
-			}
-			b, err := backend.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			entries, err := b.Ledger.Entries(ctx, filter)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if entries == nil {
-					entries = []billing.Entry{}
-				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(entries)
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CAUSE\tCUSTOMER\tBYTES\tSERVED AT\tBATCH\tSTATE\tREASON")
-			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Cause, e.Customer, e.Bytes, e.ServedAt.Format(time.RFC3339), e.Batch, e.State, e.Reason)
-			}
-			return tw.Flush()
-		})
 }
 
 func printRedrive(res billing.RedriveResult) {

@@ -47,7 +47,10 @@ func provisionCommand() *ffcli.Command {
 		key, didWeb               string
 	)
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
-	backend.register(fs)
+	// Provision may come before the first serve: it creates the data
+	// directory if need be (see dataDirRule).
+	backend.registerTables(fs)
+	backend.ignoreStores(fs)
 	fs.StringVar(&space, "space", "", "the space (did:key) to bill (required)")
 	fs.StringVar(&customer, "customer", "", "the customer (did:mailto:...) who pays for it (required); with --storacha it must have a product (see customer set --product)")
 	fs.StringVar(&provider, "provider", "", "provider DID of the consumer record, a did:web with --storacha; default: the service DID (from --did, --key or the data directory)")
@@ -129,7 +132,11 @@ func customerCommand() *ffcli.Command {
 		customer, stripeCustomer, product string
 	)
 	fs := flag.NewFlagSet("customer set", flag.ContinueOnError)
-	backend.register(fs)
+	backend.registerTables(fs)
+	backend.ignoreStores(fs)
+	// A customer is set for spaces provision recorded: in the directory
+	// provision (or serve) made, never in a new one.
+	backend.mustExist = true
 	fs.StringVar(&customer, "customer", "", "the customer (did:mailto:...) (required)")
 	fs.StringVar(&stripeCustomer, "stripe-customer", "", "the customer's Stripe customer ID (cus_...); empty removes it")
 	fs.StringVar(&product, "product", "", "the customer's product (plan), a did:web such as did:web:starter.storacha.network: given to a customer that has none, never changed once set; required with --storacha for a new customer; default: "+customers.DefaultProduct+" without --storacha")

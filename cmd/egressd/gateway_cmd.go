@@ -14,6 +14,7 @@ import (
 	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/storacha/go-ucanto/core/delegation"
+	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/receipt"
 	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/principal"
@@ -80,23 +81,40 @@ func recordCommand() *ffcli.Command {
 	var (
 		url, key, gatewayDID, proof, space, resource, can, service string
 		bytes                                                      int64
-		servedAt                                                   string
+		servedAt, save, resend                                     string
 	)
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
 	fs.StringVar(&url, "url", "http://127.0.0.1:8080", "egressd URL")
 	fs.StringVar(&key, "key", "", "the invoker's key (Mg...): the gateway's, or the space's own (required)")
 	fs.StringVar(&gatewayDID, "did", "", "the gateway's did:web, when it signs under one (the service must map or resolve it)")
-	fs.StringVar(&proof, "proof", "", "delegation from the space (output of `egressd delegate`); omit when --key is the space's key")
+	fs.StringVar(&proof, "proof", "", "delegation from the space (what egressd delegate prints); omit when --key is the space's key")
 	fs.StringVar(&space, "space", "", "the space that served the content (did:key); default: the issuer of --proof, or --key's DID")
 	fs.StringVar(&resource, "resource", "", "CID of the content served (required)")
 	fs.Int64Var(&bytes, "bytes", 0, "bytes served (required, > 0)")
 	fs.StringVar(&servedAt, "served-at", "", "when it was served: RFC 3339 or Unix seconds/milliseconds; default: now")
 	fs.StringVar(&can, "can", capabilities.EgressRecord, "capability to invoke: "+capabilities.EgressRecord+" or "+capabilities.UsageRecord)
 	fs.StringVar(&service, "service", "", "the service DID (audience); default: asked from the service")
+	fs.StringVar(&save, "save", "", "also write the signed invocation to this new file (base64 CAR), to send it again with --resend")
+	fs.StringVar(&resend, "resend", "", "send again the invocation --save wrote to this file, instead of signing a new one: the service answers with the same receipt and bills nothing twice (needs only --url)")
 	return command("record",
-		"egressd record --url URL --key Mg... [--proof DELEGATION] --resource CID --bytes N [flags]",
-		"send one record invocation and print its receipt as JSON", fs,
+		"egressd record --url URL --key Mg... [--proof DELEGATION] --resource CID --bytes N [--save FILE] [flags]\n  egressd record --url URL --resend FILE",
+		"send one record invocation and print its receipt as JSON (exit 1 when the receipt is a failure)", fs,
 		func(ctx context.Context, args []string) error {
+			cl := client.New(url)
+			if resend != "" {
+				if save != "" {
+					return flagError(fs, "--resend sends a saved invocation: --save has nothing new to write")
+				}
+				inv, err := readInvocation(resend)
+				if err != nil {
+					return err
+				}
+				serviceDID, err := serviceIdentity(ctx, cl, service)
+				if err != nil {
+					return err
+				}
+				return execute(ctx, cl, inv, serviceDID)
+			}
 			issuer, err := parseKey(key, "--key")
 			if err != nil {
 				return err
@@ -138,21 +156,71 @@ func recordCommand() *ffcli.Command {
 			if rec.ServedAt, err = parseTime(servedAt); err != nil {
 				return err
 			}
-			cl := client.New(url)
 			serviceDID, err := serviceIdentity(ctx, cl, service)
 			if err != nil {
 				return err
 			}
+			// Every invocation signed here has a fresh nonce, so running
+			// record twice bills twice: --save keeps this one to resend.
 			inv, err := client.Invoke(issuer, serviceDID, rec, proofs...)
 			if err != nil {
 				return err
 			}
-			rcpts, err := cl.Execute(ctx, inv)
-			if err != nil {
-				return err
+			if save != "" {
+				if err := saveInvocation(save, inv); err != nil {
+					return err
+				}
 			}
-			return printReceipt(ctx, cl, rcpts[0], serviceDID)
+			return execute(ctx, cl, inv, serviceDID)
 		})
+}
+
+// execute sends one invocation and prints its receipt; a receipt that
+// carries a failure is an error, so a script sees a non-zero exit status.
+func execute(ctx context.Context, cl *client.Client, inv invocation.Invocation, serviceDID did.DID) error {
+	rcpts, err := cl.Execute(ctx, inv)
+	if err != nil {
+		return err
+	}
+	if err := printReceipt(ctx, cl, rcpts[0], serviceDID); err != nil {
+		return err
+	}
+	if name, msg := client.OutcomeFailure(rcpts[0]); name != "" {
+		return fmt.Errorf("the receipt is a failure: %s: %s", name, msg)
+	}
+	return nil
+}
+
+// saveInvocation writes inv to a new file in the form delegations travel
+// in (base64 CAR). It never overwrites: that would lose the invocation an
+// earlier --save kept for a resend.
+func saveInvocation(path string, inv invocation.Invocation) error {
+	text, err := delegation.Format(inv)
+	if err != nil {
+		return fmt.Errorf("--save: encoding the invocation: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("--save: %w", err)
+	}
+	if _, err := f.WriteString(text + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("--save: %w", err)
+	}
+	return f.Close()
+}
+
+// readInvocation reads what saveInvocation wrote.
+func readInvocation(path string) (invocation.Invocation, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--resend: %w", err)
+	}
+	dlg, err := delegation.Parse(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("--resend %s is not an invocation saved by record --save: %w", path, err)
+	}
+	return dlg, nil
 }
 
 func receiptCommand() *ffcli.Command {

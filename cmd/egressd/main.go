@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -16,39 +15,27 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	root := rootCommand()
-	if err := root.ParseAndRun(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			if len(os.Args) < 2 {
-				fmt.Fprintln(os.Stderr, ffcli.DefaultUsageFunc(root))
-				os.Exit(2)
-			}
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "egressd:", err)
-		os.Exit(1)
-	}
+	code := newCLI(rootCommand()).run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
 // rootCommand is egressd and all its subcommands.
 func rootCommand() *ffcli.Command {
-	return &ffcli.Command{
+	fs := flag.NewFlagSet("egressd", flag.ContinueOnError)
+	showVersion := fs.Bool("version", false, "print the version and exit, as egressd version does")
+	root := &ffcli.Command{
 		Name:       "egressd",
-		ShortUsage: "egressd <subcommand> [flags]",
+		ShortUsage: "egressd <subcommand> [flags]   (egressd help <subcommand> for its flags)",
 		LongHelp: "egressd records egress served by content gateways (ucanto usage/record and\n" +
 			"space/content/serve/egress/record), issues signed receipts and bills the\n" +
 			"egress to Stripe Billing Meters exactly once.\n\n" +
 			"Every flag can also be set with an environment variable: EGRESSD_ followed by\n" +
 			"the flag name in capitals with dashes as underscores (--data-dir: EGRESSD_DATA_DIR).\n" +
 			"Repeatable flags take a comma-separated list from the environment.",
-		FlagSet: flag.NewFlagSet("egressd", flag.ContinueOnError),
+		FlagSet: fs,
 		Subcommands: []*ffcli.Command{
 			serveCommand(),
 			workerCommand(),
@@ -67,8 +54,20 @@ func rootCommand() *ffcli.Command {
 			benchCommand(),
 			versionCommand(),
 		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
+	root.Exec = func(ctx context.Context, args []string) error {
+		switch {
+		case *showVersion:
+			fmt.Println(readBuild())
+			return nil
+		case len(args) > 0 && args[0] == "help":
+			return help(root, args[1:])
+		}
+		// A mistyped subcommand (`egressd serv`) lands here: say so, rather
+		// than print the usage and exit 0 as if something had run.
+		return subcommandError(root, args)
+	}
+	return root
 }
 
 // command builds a subcommand whose flags can also come from EGRESSD_* variables.
@@ -85,8 +84,8 @@ func command(name, usage, help string, fs *flag.FlagSet, exec func(context.Conte
 
 func versionCommand() *ffcli.Command {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	return command("version", "egressd version", "print the version", fs, func(context.Context, []string) error {
-		fmt.Println(version)
+	return command("version", "egressd version", "print the version, VCS revision and Go version of this build", fs, func(context.Context, []string) error {
+		fmt.Println(readBuild())
 		return nil
 	})
 }
@@ -95,6 +94,7 @@ func versionCommand() *ffcli.Command {
 type stringList []string
 
 func (l *stringList) String() string { return fmt.Sprint(*l) }
+func (l *stringList) Get() any       { return []string(*l) }
 func (l *stringList) Set(v string) error {
 	*l = append(*l, v)
 	return nil

@@ -36,6 +36,7 @@ func reconcileCommand() *ffcli.Command {
 	)
 	fs := flag.NewFlagSet("billing reconcile", flag.ContinueOnError)
 	backend.register(fs)
+	backend.mustExist = true
 	stripeCfg.register(fs)
 	fs.StringVar(&fromFlag, "from", "", "start of the range to reconcile, RFC 3339 (2026-05-01T00:00:00Z); rounded down to the hour (required)")
 	fs.StringVar(&toFlag, "to", "", "end of the range to reconcile, RFC 3339, exclusive; rounded up to the hour; at most 36 days after --from (required)")

@@ -197,7 +197,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 	defer b.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoCollector())
 	providers := []string{signer.DID().String()}
 	for _, a := range aliases {
 		providers = append(providers, a.String())

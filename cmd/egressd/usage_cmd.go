@@ -40,7 +40,12 @@ func usageCommand() *ffcli.Command {
 		asJSON          bool
 	)
 	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
-	backend.register(fs)
+	// A report: it reads the data directory as it is (a backup too), and
+	// never creates one (see backendFlags.checkDataDir).
+	backend.registerTables(fs)
+	backend.registerQueue(fs)
+	backend.ignoreStores(fs)
+	backend.mustExist, backend.readOnly = true, true
 	fs.StringVar(&month, "month", "", "month to report, YYYY-MM (UTC, by servedAt); default: the current month")
 	fs.StringVar(&customer, "customer", "", "report only this customer (did:mailto:...); default: all customers")
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")

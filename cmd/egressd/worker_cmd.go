@@ -199,7 +199,7 @@ func workerCommand() *ffcli.Command {
 				return err
 			}
 			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoCollector())
 			w, err := worker.newWorker(b, sink, log, reg)
 			if err != nil {
 				return err
