@@ -193,7 +193,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		`egressd_invocations_total{capability="space/content/serve/egress/record",outcome="ok"} 1`,
 		`egressd_invocations_total{capability="space/content/serve/egress/record",outcome="MalformedCapability"} 1`,
 		`egressd_queue_depth 1`,
-		`egressd_request_duration_seconds_count 2`,
+		`egressd_request_duration_seconds_count{status="200"} 2`,
 	} {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("metrics lack %s", want)

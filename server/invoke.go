@@ -31,9 +31,6 @@ var errMissingConfig = errors.New("server: Signer, Customers, Queue and Receipts
 // handleInvoke executes a ucanto agent message: every invocation in it gets
 // exactly one receipt in the reply.
 func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer func() { s.metrics.requestSeconds.Observe(time.Since(start).Seconds()) }()
-
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != car.ContentType {
 		w.Header().Set("Accept", car.ContentType)
 		writeError(w, http.StatusUnsupportedMediaType, "UnsupportedMediaType",
@@ -86,7 +83,8 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	rcpts, err := s.execute(r.Context(), items)
+	rcpts, outcomes, err := s.execute(r.Context(), items)
+	noteOutcomes(w, len(items), outcomes)
 	if err != nil {
 		s.cfg.Logger.Error("executing invocations", "invocations", len(items), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable",
@@ -275,7 +273,10 @@ func (e errTooManyInvocations) Error() string {
 // receipt is returned unless its event and the receipt itself were recorded.
 // An error means nothing was acknowledged and the caller may retry the whole
 // message.
-func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyReceipt, error) {
+//
+// tally counts the outcomes by name (ok, duplicate or the failure's name),
+// for the access log; it is nil when err is set.
+func (s *Server) execute(ctx context.Context, items []incoming) (rcpts []receipt.AnyReceipt, tally map[string]int, err error) {
 	outcomes := make([]outcome, len(items))
 	for i, item := range items {
 		if item.twin == nil || item.refused != nil {
@@ -311,11 +312,11 @@ func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyRe
 	var (
 		events []billing.Event
 		fresh  []receipt.AnyReceipt
-		rcpts  = make([]receipt.AnyReceipt, len(items))
 	)
+	rcpts = make([]receipt.AnyReceipt, len(items))
 	for i, o := range outcomes {
 		if o.err != nil {
-			return nil, o.err
+			return nil, nil, o.err
 		}
 		rcpts[i] = o.receipt
 		events = append(events, o.events...)
@@ -324,12 +325,19 @@ func (s *Server) execute(ctx context.Context, items []incoming) ([]receipt.AnyRe
 		}
 	}
 	if err := s.record(ctx, events, fresh); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for _, o := range outcomes {
+	tally = map[string]int{}
+	for i, o := range outcomes {
 		s.metrics.invocations.WithLabelValues(o.capability, o.result).Inc()
+		tally[o.result]++
+		if o.result != "ok" && o.result != "duplicate" {
+			// Refusals are the caller's to fix, not the operator's: debug,
+			// with the name the receipt carries.
+			s.cfg.Logger.Debug("invocation refused", "invocation", items[i].link.String(), "capability", o.capability, "failure", o.result)
+		}
 	}
-	return rcpts, nil
+	return rcpts, tally, nil
 }
 
 // record makes the events and receipts of a message durable: through the

@@ -3,7 +3,9 @@
 // registered under its name (capability.go; egress records in record.go,
 // ucan/revoke in revoke.go), queues the billing events it leaves, stores the
 // signed receipt and replies; and it serves receipts, the service identity,
-// health and metrics.
+// liveness (/healthz), readiness (/readyz: the stores can be written) and
+// metrics. Every request is counted by route and status and logged once
+// (access.go).
 package server
 
 import (
@@ -154,6 +156,8 @@ type Server struct {
 	// switchedOff are built-in abilities not served by this configuration,
 	// with the reason a caller is given.
 	switchedOff map[string]string
+	// ready probes the stores, cached (GET /readyz).
+	ready func(context.Context) error
 }
 
 // New checks cfg, fills in defaults and builds the handler.
@@ -216,6 +220,7 @@ func New(cfg Config) (*Server, error) {
 			s.trusted[d.String()] = true
 		}
 	}
+	s.ready = CachedProbe(s.probeStores, cfg.Logger)
 	if err := s.register(); err != nil {
 		return nil, err
 	}
@@ -228,10 +233,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /{$}", s.handleInfo)
 	s.mux.HandleFunc("GET /receipt/{cid}", s.handleReceipt)
 	s.mux.HandleFunc("GET /.well-known/did.json", s.handleDIDDocument)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
-	})
+	s.mux.Handle("GET /healthz", HealthHandler())
+	s.mux.Handle("GET /readyz", ReadyHandler(s.Ready))
 	return s, nil
 }
 
@@ -240,11 +243,6 @@ func New(cfg Config) (*Server, error) {
 // (serve --metrics-listen, loopback by default).
 func (s *Server) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
-}
-
-// ServeHTTP routes the request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mux.ServeHTTP(w, r)
 }
 
 // Info is what GET / answers.
