@@ -3,6 +3,8 @@ package billing
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,4 +73,110 @@ func NewQueueDepthGauge(queue Queue) prometheus.GaugeFunc {
 		}
 		return float64(n)
 	})
+}
+
+// DefaultUnbilledLogEvery is how often the worker writes its summary of the
+// events it did not bill, per customer, state and reason.
+const DefaultUnbilledLogEvery = time.Minute
+
+// unbilledLog sums up the batches the worker did not bill (unbillable,
+// failed), so that a customer without an account costs the log one WARN
+// line per interval, not one per event: the first batch of a customer,
+// state and reason is written at once, the rest are counted and written as
+// one line when the interval ends. The ledger keeps each event's reason;
+// `billing list` shows them.
+type unbilledLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu sync.Mutex
+	// quiet holds the keys written in the current interval: more of them
+	// are counted in pending, not written.
+	quiet   map[unbilledKey]bool
+	pending map[unbilledKey]*unbilledCount
+	timer   *time.Timer
+}
+
+type unbilledKey struct {
+	customer string
+	state    State
+	reason   string
+}
+
+type unbilledCount struct {
+	batches, events int
+	// lastBatch names one batch, for `billing list` or the console.
+	lastBatch string
+}
+
+func newUnbilledLog(log *slog.Logger, every time.Duration) *unbilledLog {
+	return &unbilledLog{log: log, every: every, quiet: map[unbilledKey]bool{}, pending: map[unbilledKey]*unbilledCount{}}
+}
+
+// note records a batch of events not billed; batch is empty for an event
+// settled outside a batch.
+func (u *unbilledLog) note(customer string, state State, reason string, events int, batch string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	k := unbilledKey{customer, state, reason}
+	if !u.quiet[k] {
+		u.quiet[k] = true
+		u.write(k, unbilledCount{batches: 1, events: events, lastBatch: batch}, 0)
+		if u.timer == nil {
+			u.timer = time.AfterFunc(u.every, u.flush)
+		}
+		return
+	}
+	c := u.pending[k]
+	if c == nil {
+		c = &unbilledCount{}
+		u.pending[k] = c
+	}
+	c.batches++
+	c.events += events
+	c.lastBatch = batch
+}
+
+// flush writes what was counted in the interval that ends. A key written
+// now stays quiet for one more interval; a key with nothing counted may be
+// written at once again.
+func (u *unbilledLog) flush() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.quiet = map[unbilledKey]bool{}
+	for k, c := range u.pending {
+		u.write(k, *c, u.every)
+		u.quiet[k] = true
+	}
+	u.pending = map[unbilledKey]*unbilledCount{}
+	u.timer = nil
+	if len(u.quiet) > 0 {
+		u.timer = time.AfterFunc(u.every, u.flush)
+	}
+}
+
+// stop writes what is counted and stops the timer: the worker is stopping.
+func (u *unbilledLog) stop() {
+	u.mu.Lock()
+	if u.timer != nil {
+		u.timer.Stop()
+		u.timer = nil
+	}
+	pending := u.pending
+	u.pending = map[unbilledKey]*unbilledCount{}
+	u.mu.Unlock()
+	for k, c := range pending {
+		u.write(k, *c, 0)
+	}
+}
+
+func (u *unbilledLog) write(k unbilledKey, c unbilledCount, over time.Duration) {
+	args := []any{"customer", k.customer, "state", k.state, "reason", k.reason, "batches", c.batches, "events", c.events}
+	if c.lastBatch != "" {
+		args = append(args, "batch", c.lastBatch)
+	}
+	if over > 0 {
+		args = append(args, "over", over)
+	}
+	u.log.Warn("events not billed", args...)
 }

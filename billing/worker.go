@@ -85,6 +85,10 @@ type WorkerConfig struct {
 	// DrainTimeout is how long Run lets events in progress finish after its
 	// context ends; events still unfinished then go back on the queue.
 	DrainTimeout time.Duration
+	// UnbilledLogEvery is how often the events not billed are summed up in
+	// the log: one WARN line per customer, state and reason in each interval
+	// (default DefaultUnbilledLogEvery).
+	UnbilledLogEvery time.Duration
 
 	Logger *slog.Logger
 	// Registry receives the worker's metrics; nil makes a private one.
@@ -114,6 +118,7 @@ type Worker struct {
 	cfg      WorkerConfig
 	log      *slog.Logger
 	metrics  *workerMetrics
+	unbilled *unbilledLog
 	accounts *accountCache
 	locks    namedLocks
 	limits   SinkLimits
@@ -145,6 +150,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
 	setDefault(&cfg.AccountTTL, DefaultAccountTTL)
 	setDefault(&cfg.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&cfg.UnbilledLogEvery, DefaultUnbilledLogEvery)
 	if cfg.MaxLeased < cfg.Batch {
 		cfg.MaxLeased = cfg.Batch
 	}
@@ -181,6 +187,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		metrics:   metrics,
+		unbilled:  newUnbilledLog(cfg.Logger, cfg.UnbilledLogEvery),
 		accounts:  newAccountCache(cfg.Accounts, cfg.AccountTTL, cfg.Now),
 		locks:     namedLocks{m: make(map[string]*namedLock)},
 		limits:    limits,
@@ -247,6 +254,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-done
 	}
 	acks.stop()
+	w.unbilled.stop()
 	return nil
 }
 
@@ -470,7 +478,7 @@ func (w *Worker) settleRound(ctx context.Context, msgs []Message, acks *acker) {
 	now := w.cfg.Now()
 	for _, s := range decided {
 		if s.State != Reported {
-			w.log.Warn("batch not billed", "batch", s.Batch.ID, "customer", s.Batch.Customer, "events", s.Batch.Events, "state", s.State, "reason", s.Reason)
+			w.unbilled.note(s.Batch.Customer, s.State, s.Reason, s.Batch.Events, s.Batch.ID)
 		}
 		for _, msg := range waiting[s.Batch.ID] {
 			w.metrics.events.WithLabelValues(string(s.State)).Inc()
@@ -486,7 +494,8 @@ func (w *Worker) settleRound(ctx context.Context, msgs []Message, acks *acker) {
 func (w *Worker) settledAlready(msg Message, e Entry) {
 	if e.State == Failed && strings.HasPrefix(e.Reason, ReasonTotalOverflow) && e.RecordedAt.Equal(e.UpdatedAt) {
 		w.metrics.events.WithLabelValues(string(e.State)).Inc()
-		w.log.Warn("event not billed", "cause", e.Cause, "customer", e.Customer, "state", e.State, "reason", e.Reason)
+		w.unbilled.note(e.Customer, e.State, e.Reason, 1, "")
+		w.log.Debug("event not billed", "cause", e.Cause, "customer", e.Customer, "state", e.State, "reason", e.Reason)
 		return
 	}
 	w.metrics.events.WithLabelValues("duplicate").Inc()
