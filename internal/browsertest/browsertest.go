@@ -1,4 +1,9 @@
-package console_test
+// Package browsertest drives one headless Chromium per test binary, for
+// tests that check pages as a person sees them: a tab per test (its own
+// cookies), full-page screenshots kept for people to look at, and steps that
+// fail the test with what was being done. It imports testing, so only
+// _test.go files may import it: it must never reach a shipped binary.
+package browsertest
 
 import (
 	"context"
@@ -14,8 +19,11 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// One headless browser serves every browser test in this binary; each test
-// gets its own tab in its own browser context (its own cookies).
+// InstallHint is how to get the browser these tests need.
+const InstallHint = "run `bash scripts/services.sh install` to install chromium"
+
+// One headless browser serves every browser test in a test binary; each test
+// gets its own tab in its own browser context.
 var browser struct {
 	once   sync.Once
 	ctx    context.Context
@@ -23,7 +31,9 @@ var browser struct {
 	err    error
 }
 
-func TestMain(m *testing.M) {
+// Main runs the tests and then stops the browser, if one was started. Call it
+// from TestMain.
+func Main(m *testing.M) {
 	code := m.Run()
 	if browser.cancel != nil {
 		browser.cancel()
@@ -31,12 +41,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// findChromium looks where the brief says, and never lets a missing browser
-// pass for a passing test.
-func findChromium() (string, error) {
+// FindChromium finds the browser: $EGRESSD_CHROMIUM, else chromium,
+// chromium-browser or google-chrome on PATH. Its error says how to install one.
+func FindChromium() (string, error) {
 	if p := os.Getenv("EGRESSD_CHROMIUM"); p != "" {
 		if _, err := exec.LookPath(p); err != nil {
-			return "", fmt.Errorf("EGRESSD_CHROMIUM=%s is not an executable (unset it, or run `bash scripts/services.sh install` to install chromium): %w", p, err)
+			return "", fmt.Errorf("EGRESSD_CHROMIUM=%s is not an executable (unset it, or %s): %w", p, InstallHint, err)
 		}
 		return p, nil
 	}
@@ -45,11 +55,11 @@ func findChromium() (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("no chromium, chromium-browser or google-chrome on PATH and EGRESSD_CHROMIUM is not set: `bash scripts/services.sh install` installs chromium")
+	return "", errors.New("no chromium, chromium-browser or google-chrome on PATH and EGRESSD_CHROMIUM is not set: " + InstallHint)
 }
 
-func startBrowser() {
-	path, err := findChromium()
+func start() {
+	path, err := FindChromium()
 	if err != nil {
 		browser.err = err
 		return
@@ -70,38 +80,39 @@ func startBrowser() {
 	go func() { started <- chromedp.Do(ctx) }()
 	select {
 	case err = <-started:
-	case <-time.After(60 * time.Second):
-		err = errors.New("the browser did not start within 60s")
+	case <-time.After(90 * time.Second):
+		err = errors.New("the browser did not start within 90s")
 	}
 	if err != nil {
 		browser.err = fmt.Errorf("starting %s: %w", path, err)
 	}
 }
 
-// tab opens a fresh tab, failing (never skipping) the test when there is no
-// browser.
-func tab(t *testing.T) context.Context {
+// Tab opens a fresh tab with its own cookies, closed when the test ends, and
+// bounds everything done in it by timeout. Without a browser the test fails:
+// a browser test that skips would pass for a page nobody looked at.
+func Tab(t testing.TB, timeout time.Duration) context.Context {
 	t.Helper()
-	browser.once.Do(startBrowser)
+	browser.once.Do(start)
 	if browser.err != nil {
 		t.Fatalf("browser tests need a headless Chromium: %v", browser.err)
 	}
 	ctx, cancel := chromedp.NewContext(browser.ctx, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 45*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	t.Cleanup(cancelTimeout)
 	return ctx
 }
 
 var (
 	shotsOnce sync.Once
-	shotsDir  string
 	shotsErr  error
 )
 
-// screenshot saves a full-page PNG of the tab under $EGRESSD_SCREENSHOTS
-// (kept for people to look at) or a temporary directory.
-func screenshot(t *testing.T, ctx context.Context, name string) {
+// Screenshot saves a full-page PNG of the tab as name.png under
+// $EGRESSD_SCREENSHOTS (kept for people to look at) or the test's temporary
+// directory, logs its path and returns it.
+func Screenshot(t testing.TB, ctx context.Context, name string) string {
 	t.Helper()
 	dir := os.Getenv("EGRESSD_SCREENSHOTS")
 	if dir == "" {
@@ -121,17 +132,19 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+	return path
 }
 
-// run runs the steps, failing the test with what was being done.
-func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+// Run runs the steps, failing the test with what was being done.
+func Run(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
 
-func text(t *testing.T, ctx context.Context, sel string) string {
+// Text is the visible text of the element sel selects.
+func Text(t testing.TB, ctx context.Context, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
 	if err != nil {
@@ -140,7 +153,8 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return s
 }
 
-func eval[T any](t *testing.T, ctx context.Context, js string) T {
+// Eval evaluates a JavaScript expression in the page.
+func Eval[T any](t testing.TB, ctx context.Context, js string) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
 	if err != nil {
@@ -149,17 +163,18 @@ func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	return v
 }
 
-// expectTexts checks the visible text of elements, selector to text.
-func expectTexts(t *testing.T, ctx context.Context, page string, want map[string]string) {
+// ExpectTexts checks the visible text of elements, selector to text.
+func ExpectTexts(t testing.TB, ctx context.Context, page string, want map[string]string) {
 	t.Helper()
 	for sel, w := range want {
-		if got := text(t, ctx, sel); got != w {
+		if got := Text(t, ctx, sel); got != w {
 			t.Errorf("%s: %s shows %q, want %q", page, sel, got, w)
 		}
 	}
 }
 
-func location(t *testing.T, ctx context.Context) string {
+// Location is the tab's URL.
+func Location(t testing.TB, ctx context.Context) string {
 	t.Helper()
 	u, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
