@@ -136,6 +136,12 @@ func TestAPIRedrive(t *testing.T) {
 	if json.Unmarshal([]byte(res.body), &out); res.status != http.StatusOK || out.Requeued != 50 || out.Message != "re-queued 50 events of "+alice+" (failed: stripe unreachable)" {
 		t.Errorf("re-drive: %d %s", res.status, res.body)
 	}
+	// The same group again: nothing left it, and the answer says why that may be.
+	res = post(`{"customer":"` + alice + `","state":"failed","reason":"stripe unreachable"}`)
+	if json.Unmarshal([]byte(res.body), &out); res.status != http.StatusOK || out.Requeued != 0 ||
+		!strings.HasPrefix(out.Message, "no event of "+alice+" left the group (failed: stripe unreachable): if its cause is fixed") {
+		t.Errorf("re-drive of a group with nothing left to move: %d %s", res.status, res.body)
+	}
 	var o struct{ States map[string]int64 }
 	getJSON(t, s, "/api/overview", &o)
 	if o.States["failed"] != 0 || o.States["pending"] != 100 {

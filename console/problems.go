@@ -37,6 +37,16 @@ func sortProblems(gs []ProblemGroup) {
 }
 
 func redriveMessage(k ProblemKey, n int) string {
+	if n == 0 {
+		// The usual cause: the operator fixed the account a moment ago, and the
+		// worker still holds the old answer. "re-queued 0 events" read as if
+		// the button had done its job.
+		group := string(k.State)
+		if k.Reason != "" {
+			group += ": " + k.Reason
+		}
+		return fmt.Sprintf("no event of %s left the group (%s): if its cause is fixed, the billing worker may not see it yet (it remembers billing accounts for --worker-account-ttl); re-drive again shortly", k.Customer, group)
+	}
 	if k.Reason == "" {
 		return fmt.Sprintf("re-queued %s of %s (%s)", count(int64(n), "event"), k.Customer, k.State)
 	}

@@ -27,7 +27,7 @@ type Overview struct {
 	EventsToday, EventsMonth int64
 	InvocationsPerSecond     float64 // now (last minute)
 	QueueDepth, DeadLetters  int
-	BillingLag               time.Duration           // age of the oldest event not yet reported; 0 if none
+	BillingLag               time.Duration           // age of the oldest pending ledger entry (problems are counted apart); 0 if none
 	States                   map[billing.State]int64 // ledger entries per state (billing.States lists them in order)
 	LastReconcile            *Reconcile              // nil: never reconciled
 	Daily                    []DayTotal              // the last 30 UTC days, oldest first, every day present
