@@ -67,3 +67,7 @@ func (c *accountCache) Account(ctx context.Context, customer string) (string, er
 	c.m.Add(customer, cachedAccount{account: account, notFound: notFound, expires: now.Add(c.ttl)})
 	return account, err
 }
+
+// Forget drops what the cache holds for customer, so the next Account asks
+// the source: a redrive acts on a cause just fixed (an account just set).
+func (c *accountCache) Forget(customer string) { c.m.Remove(customer) }

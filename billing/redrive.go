@@ -84,7 +84,8 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 	if f.Now != nil {
 		now = f.Now
 	}
-	seen := make(map[string]bool) // batches already redriven
+	seen := make(map[string]bool)  // batches already redriven
+	asked := make(map[string]bool) // customers whose account is asked afresh
 	after := ""
 	for {
 		// Paging by cause moves strictly forward, so entries that stay
@@ -129,6 +130,12 @@ func (w *Worker) Redrive(ctx context.Context, f RedriveFilter) (RedriveResult, e
 				res.Held += b.Events
 				mu.Unlock()
 				continue
+			}
+			if !asked[b.Customer] {
+				// The operator redrives because a cause was fixed, often an
+				// account just set: ask for it afresh, not from the cache.
+				w.accounts.Forget(b.Customer)
+				asked[b.Customer] = true
 			}
 			lane := w.lane(b.Customer)
 			byLane[lane] = append(byLane[lane], b)

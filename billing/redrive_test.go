@@ -95,3 +95,35 @@ func TestRedriveRepairsMembersLeftBehind(t *testing.T) {
 		t.Errorf("%d Stripe calls: a repair sends nothing", calls)
 	}
 }
+
+// TestRedriveAsksForAccountsAfresh: the operator sets a customer's account
+// and redrives at once (the console's button): the worker that found no
+// account a moment ago must ask again, not answer from its cache. A redrive
+// narrowed to another reason leaves the group alone.
+func TestRedriveAsksForAccountsAfresh(t *testing.T) {
+	h := newHarness(t, 3*time.Second)
+	c := h.customer(t, "bob", "")
+	h.enqueue(t, c, 2)
+	cfg := h.config(h.sink(t, 1000))
+	cfg.AccountTTL = time.Hour
+	w := newWorker(t, cfg)
+	runUntil(t, w, h.settled(t))
+	var reason string
+	for _, e := range h.entries(t, c) {
+		if e.State != billing.Unbillable {
+			t.Fatalf("entry %+v, want unbillable", e)
+		}
+		reason = e.Reason
+	}
+	h.customer(t, "bob", "stripe:cus_bob")
+
+	res, err := w.Redrive(context.Background(), billing.RedriveFilter{Customer: c, Reason: "another reason"})
+	if err != nil || len(res.Settled) != 0 {
+		t.Fatalf("a redrive of another reason = %+v, %v; want nothing done", res, err)
+	}
+	res, err = w.Redrive(context.Background(), billing.RedriveFilter{Customer: c, Reason: reason})
+	if err != nil || res.Settled[billing.Reported] != 2 {
+		t.Fatalf("redrive right after the account was set = %+v, %v; want 2 reported", res, err)
+	}
+	h.checkExactlyOnce(t, map[string]string{c: "stripe:cus_bob"})
+}
