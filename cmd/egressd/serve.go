@@ -269,7 +269,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 	}
 	ln = netutil.LimitListener(ln, f.maxConnections)
 	if f.metricsListen != "off" && f.metricsListen != "" {
-		stop, err := serveMetrics(f.metricsListen, reg, log)
+		stop, err := serveMetrics(f.metricsListen, reg, srv.Ready, log)
 		switch {
 		case err != nil && f.metricsExplicit:
 			return err
@@ -278,6 +278,13 @@ func runServe(ctx context.Context, f serveFlags) error {
 		default:
 			defer stop()
 		}
+	}
+	if f.pprofListen != "" {
+		stop, err := servePprof(f.pprofListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	httpServer := &http.Server{
 		Handler:           handler,
@@ -289,8 +296,14 @@ func runServe(ctx context.Context, f serveFlags) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("egressd listening", append([]any{"addr", ln.Addr().String(), "did", signer.DID().String(), "version", version}, f.backend.describe()...)...)
-	// The line below is for people and scripts: it names the address actually bound.
-	fmt.Printf("egressd %s listening on http://%s\n", signer.DID(), ln.Addr())
+	// The line below is for people and scripts: it names the address actually
+	// bound. With --log-format json it is a JSON object like every other line
+	// the process writes, so that a log collector reading stdout parses it.
+	if f.logFormat == "json" {
+		slog.New(slog.NewJSONHandler(os.Stdout, nil)).Info("egressd listening", "did", signer.DID().String(), "url", "http://"+ln.Addr().String())
+	} else {
+		fmt.Printf("egressd %s listening on http://%s\n", signer.DID(), ln.Addr())
+	}
 
 	// The worker stops with the server, whichever way the server stops,
 	// and finishes (or hands back) its events before the stores close.
@@ -307,9 +320,6 @@ func runServe(ctx context.Context, f serveFlags) error {
 		defer func() { stopWorker(); <-workerDone }()
 	}
 
-	if f.pprofListen != "" {
-		go servePprof(f.pprofListen, log)
-	}
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(ln) }()
 	select {

@@ -19,6 +19,7 @@ import (
 	"github.com/egressd/egressd/billing"
 	"github.com/egressd/egressd/billing/stripe"
 	"github.com/egressd/egressd/customers"
+	"github.com/egressd/egressd/server"
 )
 
 // storachaMeterEvent is the event_name of Storacha's Stripe meter for
@@ -205,7 +206,15 @@ func workerCommand() *ffcli.Command {
 				return err
 			}
 			if metricsListen != "" {
-				stop, err := serveMetrics(metricsListen, reg, log)
+				// The worker writes the queue (acks) and the ledger, and
+				// reads the customers' accounts.
+				ready := server.CachedProbe(func(ctx context.Context) error {
+					return server.CheckReady(ctx,
+						server.NamedStore{Name: "queue", Store: b.Queue},
+						server.NamedStore{Name: "ledger", Store: b.Ledger},
+						server.NamedStore{Name: "customers", Store: b.Customers})
+				}, log)
+				stop, err := serveMetrics(metricsListen, reg, ready, log)
 				if err != nil {
 					return err
 				}
@@ -218,14 +227,19 @@ func workerCommand() *ffcli.Command {
 		})
 }
 
-// serveMetrics serves reg at addr/metrics until the returned stop is called.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves reg at addr/metrics, with liveness at /healthz and
+// readiness (ready, the stores can be written) at /readyz, until the
+// returned stop is called: the monitoring listener is what an orchestrator
+// probes when the process has no public one (the worker).
+func serveMetrics(addr string, reg *prometheus.Registry, ready func(context.Context) error, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", server.HealthHandler())
+	mux.Handle("GET /readyz", server.ReadyHandler(ready))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
