@@ -140,7 +140,7 @@ ensure_curl() {
 }
 
 # The console's browser tests drive a headless Chromium, found as
-# console/browser_test.go finds it: $EGRESSD_CHROMIUM, else these names on PATH.
+# internal/browsertest finds it: $EGRESSD_CHROMIUM, else these names on PATH.
 chromium_path() {
 	command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null || command -v google-chrome 2>/dev/null
 }
