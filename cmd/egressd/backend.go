@@ -184,11 +184,13 @@ func (s *stores) Close() error { return s.backends.Close() }
 
 // customerStore opens only the customer store (provision, customer set).
 func (f *backendFlags) customerStore(ctx context.Context) (customers.Store, func() error, error) {
-	if err := f.checkDataDir(); err != nil {
-		return nil, nil, err
-	}
+	// After Open, which refuses a mistyped URL: that is the better answer.
 	bs, err := backends.Open(ctx, f.locations(), f.config())
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := f.checkDataDir(); err != nil {
+		bs.Close()
 		return nil, nil, err
 	}
 	s, err := bs.Customers(ctx)
@@ -201,9 +203,6 @@ func (f *backendFlags) customerStore(ctx context.Context) (customers.Store, func
 
 // open opens every store the command registered flags for.
 func (f *backendFlags) open(ctx context.Context) (_ *stores, err error) {
-	if err := f.checkDataDir(); err != nil {
-		return nil, err
-	}
 	bs, err := backends.Open(ctx, f.locations(), f.config())
 	if err != nil {
 		return nil, err
@@ -213,6 +212,10 @@ func (f *backendFlags) open(ctx context.Context) (_ *stores, err error) {
 			bs.Close()
 		}
 	}()
+	// After Open, which refuses a mistyped URL: that is the better answer.
+	if err := f.checkDataDir(); err != nil {
+		return nil, err
+	}
 	s := &stores{backends: bs}
 	if s.Customers, err = bs.Customers(ctx); err != nil {
 		return nil, err

@@ -20,8 +20,14 @@ type exit struct {
 // statuses and of what goes to which stream.
 func runCode(t *testing.T, args ...string) exit {
 	t.Helper()
+	return runCodeEnv(t, nil, args...)
+}
+
+// runCodeEnv is runCode with env added to the isolated environment.
+func runCodeEnv(t *testing.T, env []string, args ...string) exit {
+	t.Helper()
 	cmd := exec.Command(egressdBinary(t), args...)
-	cmd.Env = isolatedEnv()
+	cmd.Env = isolatedEnv(env...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -118,11 +118,16 @@ func TestRevocationOnAWS(t *testing.T) {
 	b.stop(t)
 }
 
-// recordAt sends one record with the CLI, as the gateway with proof.
+// recordAt sends one record with the CLI, as the gateway with proof, and
+// returns the receipt, a success or a failure (record exits 1 on those).
 func recordAt(t *testing.T, env []string, url, gatewayKey, proof string) receiptView {
 	t.Helper()
-	return decodeView(t, runEnv(t, env, "record", "--url", url, "--key", gatewayKey, "--proof", proof,
-		"--resource", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "--bytes", "1024"))
+	r := runCodeEnv(t, env, "record", "--url", url, "--key", gatewayKey, "--proof", proof,
+		"--resource", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "--bytes", "1024")
+	if r.code > 1 {
+		t.Fatalf("egressd record: exit %d\n%s", r.code, r.stderr)
+	}
+	return decodeView(t, r.stdout)
 }
 
 // revoked reports whether a record was refused because its delegation was revoked.
