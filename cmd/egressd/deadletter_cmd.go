@@ -41,6 +41,13 @@ func deadLettersCommand() *ffcli.Command {
 		"egressd billing dead-letters --data-dir DIR | --queue sqs://NAME [--requeue | --id ID] [--json]",
 		"list the queue's dead letters (events set aside after too many deliveries) and requeue them", fs,
 		func(ctx context.Context, args []string) error {
+			// The embedded queue: a mistyped --data-dir must not create an
+			// empty directory and report no dead letters.
+			if backend.queue == "" {
+				if info, err := os.Stat(backend.dataDir); err != nil || !info.IsDir() {
+					return fmt.Errorf("no data directory at %s: check --data-dir", backend.dataDir)
+				}
+			}
 			bs, err := backends.Open(ctx, backend.locations(), backend.config())
 			if err != nil {
 				return err

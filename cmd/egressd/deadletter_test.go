@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -82,6 +83,13 @@ func TestDeadLettersEmbedded(t *testing.T) {
 	}
 	if stderr := runFails(t, "billing", "dead-letters", "--data-dir", data, "--requeue", "--id", "1"); !strings.Contains(stderr, "--id") {
 		t.Fatalf("--requeue with --id: %s", stderr)
+	}
+	missing := filepath.Join(data, "missing")
+	if stderr := runFails(t, "billing", "dead-letters", "--data-dir", missing); !strings.Contains(stderr, "no data directory") {
+		t.Fatalf("dead-letters on a missing data directory: %s", stderr)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("dead-letters created the missing data directory")
 	}
 }
 
