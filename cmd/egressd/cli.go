@@ -87,6 +87,11 @@ func (c *cli) run(ctx context.Context, args []string) int {
 			fmt.Print(usageText(c.last))
 			return 0
 		}
+		if c.last == nil {
+			// An EGRESSD_* variable's value is parsed after the flags,
+			// without asking for a usage: find the command from args.
+			c.last = commandFor(c.root, args)
+		}
 		return c.report(c.flagParseError(err))
 	}
 	return c.report(c.root.Run(ctx))
@@ -122,7 +127,23 @@ var (
 	invalidValue = regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): (.*)$`)
 	undefined    = regexp.MustCompile(`^flag provided but not defined: -(\S+)$`)
 	needsValue   = regexp.MustCompile(`^flag needs an argument: -(\S+)$`)
+	fromEnv      = regexp.MustCompile(`error setting flag "(\S+)" from environment variable "(\S+)": (.*)$`)
 )
+
+// commandFor follows args down the command tree as ffcli does, for an error
+// found after the flags were parsed.
+func commandFor(root *ffcli.Command, args []string) *ffcli.Command {
+	cmd := root
+	for _, arg := range args {
+		for _, sub := range cmd.Subcommands {
+			if strings.EqualFold(sub.Name, arg) {
+				cmd = sub
+				break
+			}
+		}
+	}
+	return cmd
+}
 
 // flagParseError turns the flag package's message into one line naming the
 // flag as the README writes it (--flag) and the form its value takes.
@@ -144,6 +165,15 @@ func (c *cli) flagParseError(err error) error {
 			}
 		}
 		return flagError(fs, "--%s %q: %s", m[2], m[1], reason)
+	}
+	if m := fromEnv.FindStringSubmatch(msg); m != nil {
+		reason := m[3]
+		if f := fs.Lookup(m[1]); f != nil {
+			if form := expectedForm(f); form != "" {
+				reason = "expected " + form
+			}
+		}
+		return flagError(fs, "%s=%q (--%s): %s", m[2], os.Getenv(m[2]), m[1], reason)
 	}
 	if m := undefined.FindStringSubmatch(msg); m != nil {
 		return flagError(fs, "unknown flag --%s", strings.TrimLeft(m[1], "-"))

@@ -78,6 +78,16 @@ func TestCommandLineMistakes(t *testing.T) {
 	}
 }
 
+// TestBadFlagFromEnvironment: a bad EGRESSD_* value is reported as a bad
+// flag value is, naming the variable.
+func TestBadFlagFromEnvironment(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	r := runCodeEnv(t, []string{"EGRESSD_READ_TIMEOUT=30"}, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--metrics-listen", "off")
+	if r.code != 2 || !strings.HasPrefix(r.stderr, `egressd serve: EGRESSD_READ_TIMEOUT="30" (--read-timeout): expected a duration`) {
+		t.Fatalf("EGRESSD_READ_TIMEOUT=30: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
 // dataDirIfServe points serve and worker at a directory of the test's, so
 // that a check that wrongly passes cannot start them in ./data.
 func dataDirIfServe(args []string, data string) []string {
