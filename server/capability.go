@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/storacha/go-ucanto/core/dag/blockstore"
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
 	"github.com/storacha/go-ucanto/ucan"
@@ -74,6 +75,8 @@ type request struct {
 	audience string
 	identity ipld.Link
 	lookups  *customerLookups
+	// blocks are the invocation's own: itself and its proofs.
+	blocks blockstore.BlockReader
 }
 
 // Result is a Handler's answer: a success value, or a named failure.
@@ -146,7 +149,9 @@ func (d *Definition[C]) serve(ctx context.Context, s *Server, can string, inv in
 		return Fail(capabilities.MalformedCaveats(can, err)), nil
 	}
 	budget := &validationBudget{left: s.cfg.MaxValidationSteps}
-	auth, aerr := validator.Access(ctx, inv, newValidationContext(s, parser, budget))
+	// The validator gets the proofs from the decoded-delegation cache.
+	vctx := newValidationContext(s, parser, budget, s.decoded.proofResolver(req.blocks))
+	auth, aerr := validator.Access(ctx, rootOnly{inv}, vctx)
 	if budget.exhausted() {
 		return Fail(capabilities.Failure{FailureName: "ValidationLimitExceeded",
 			Message: fmt.Sprintf("validating this invocation would check more than %d delegations", s.cfg.MaxValidationSteps)}), nil

@@ -105,8 +105,10 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 // incoming is one invocation of a message, ready to run.
 type incoming struct {
 	link ipld.Link
-	// inv is the invocation over its own blocks; nil when refused.
-	inv invocation.Invocation
+	// inv is the invocation over its own blocks (itself and its proofs),
+	// which blocks reads; nil when refused.
+	inv    invocation.Invocation
+	blocks blockstore.BlockReader
 	// refused is set when the invocation was refused before validation.
 	refused *capabilities.Failure
 	// twin is the CID of the invocation's one other valid encoding, for an
@@ -235,7 +237,7 @@ func (s *Server) decodeMessage(body []byte) (items []incoming, err error) {
 	// validator): bound the bytes visited by the size of the message, so
 	// that proofs listed many times, or invocations repeated, cannot turn a
 	// small body into a large amount of decoding.
-	r := newMessageReader(bs, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth, decodeFactor*int64(len(body))+decodeAllowance)
+	r := newMessageReader(bs, s.decoded, s.cfg.MaxProofs, s.cfg.MaxDelegationDepth, decodeFactor*int64(len(body))+decodeAllowance)
 	seen := map[string]bool{}
 	for _, link := range links {
 		if seen[link.String()] {

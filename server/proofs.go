@@ -27,6 +27,7 @@ import (
 // them will decode against a budget.
 type messageReader struct {
 	msg                 blockstore.BlockReader
+	decoded             *decodedDelegations
 	maxProofs, maxDepth int
 	maxVisited, visited int64
 	delegations         map[string]delegation.Delegation
@@ -38,8 +39,8 @@ type messageReader struct {
 // budget allows.
 var errDecodeBudget = errors.New("proof walks past the message's decode budget")
 
-func newMessageReader(msg blockstore.BlockReader, maxProofs, maxDepth int, maxVisited int64) *messageReader {
-	return &messageReader{msg: msg, maxProofs: maxProofs, maxDepth: maxDepth, maxVisited: maxVisited,
+func newMessageReader(msg blockstore.BlockReader, decoded *decodedDelegations, maxProofs, maxDepth int, maxVisited int64) *messageReader {
+	return &messageReader{msg: msg, decoded: decoded, maxProofs: maxProofs, maxDepth: maxDepth, maxVisited: maxVisited,
 		delegations: map[string]delegation.Delegation{}, refused: map[string]*capabilities.Failure{}, costs: map[string]int64{}}
 }
 
@@ -85,22 +86,20 @@ func saturatingAdd(a, b int64) int64 {
 	return a + b
 }
 
-// delegation decodes the delegation in blk once per message, and checks
-// its encoding once; nil when blk is not a delegation.
+// delegation decodes the delegation in blk (once across messages, see
+// decodedDelegations), and checks its encoding once; nil when blk is not a
+// delegation.
 func (r *messageReader) delegation(blk ipld.Block) (delegation.Delegation, *capabilities.Failure) {
 	key := blk.Link().String()
 	if d, ok := r.delegations[key]; ok {
 		return d, r.refused[key]
 	}
-	d, err := delegation.NewDelegation(blk, r.msg)
+	d, refused, err := r.decoded.decode(blk)
 	if err != nil {
-		d = nil // not a delegation: the validator reports it
+		d, refused = nil, nil // not a delegation: the validator reports it
 	}
-	r.delegations[key] = d
-	if d != nil {
-		r.refused[key] = checkUCANEncoding(d)
-	}
-	return d, r.refused[key]
+	r.delegations[key], r.refused[key] = d, refused
+	return d, refused
 }
 
 // readInvocation walks the proofs under an invocation the way the ucanto
@@ -178,7 +177,7 @@ func (r *messageReader) readInvocation(root ipld.Link) (incoming, error) {
 	if r.visited > r.maxVisited {
 		return item, errDecodeBudget
 	}
-	item.inv = inv
+	item.inv, item.blocks = inv, own
 	if len(inv.Proofs()) == 0 {
 		twin, hadPrf, err := proofsTwin(rootBlock.Bytes())
 		if err != nil {

@@ -106,7 +106,7 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 			Message: fmt.Sprintf("%s is not a trusted gateway of this service", inv.Issuer().DID())})
 	}
 
-	res, err := c.serve(ctx, s, can, inv, request{audience: audience, identity: item.identity, lookups: lookups})
+	res, err := c.serve(ctx, s, can, inv, request{audience: audience, identity: item.identity, lookups: lookups, blocks: item.blocks})
 	if err != nil {
 		o.err = err
 		return o

@@ -147,6 +147,8 @@ type Server struct {
 	inflight *semaphore.Weighted
 	// claims holds the invocations being recorded right now, by identity.
 	claims *claims
+	// decoded keeps delegations decoded across messages, by CID.
+	decoded *decodedDelegations
 	// twins remembers the other encoding of proof-less delegations, by CID.
 	twins *lru.Cache[string, string]
 	// capabilities are the served capabilities by ability, and abilities
@@ -208,7 +210,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Principals = NewPrincipalResolver(nil, nil)
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), signatures: newSignatureCache(signatureCacheSize),
-		inflight: semaphore.NewWeighted(cfg.MaxInflightBytes), claims: newClaims()}
+		inflight: semaphore.NewWeighted(cfg.MaxInflightBytes), claims: newClaims(), decoded: newDecodedDelegations()}
 	s.twins, _ = lru.New[string, string](signatureCacheSize)
 	s.audiences = []string{cfg.Signer.DID().String()}
 	for _, a := range cfg.Aliases {

@@ -15,13 +15,13 @@ import (
 // checks spends a step of budget; an exhausted budget fails every further
 // check at once, which cuts the validator's search (factorial in the number
 // of attestations otherwise) down to at most the budget's size.
-func newValidationContext[C any](s *Server, parser validator.CapabilityParser[C], budget *validationBudget) validator.ValidationContext[C] {
+func newValidationContext[C any](s *Server, parser validator.CapabilityParser[C], budget *validationBudget, resolveProof validator.ProofResolverFunc) validator.ValidationContext[C] {
 	return validator.NewValidationContext(
 		s.cfg.Signer.Verifier(),
 		parser,
 		validator.IsSelfIssued,
 		s.checkRevoked,
-		validator.ProofUnavailable,
+		resolveProof,
 		s.signatures.parsePrincipal,
 		func(ctx context.Context, d did.DID) (did.DID, validator.UnresolvedDID) {
 			if !budget.spend() {
