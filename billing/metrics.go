@@ -55,6 +55,10 @@ func newWorkerMetrics(reg *prometheus.Registry, queue Queue) (*workerMetrics, er
 	// An error here only means the series is already registered, by the
 	// server sharing this registry: its copy is as good as ours.
 	_ = reg.Register(depth)
+	// The same for the dead letters, where the queue keeps them.
+	if dl := NewDeadLetterGauge(queue); dl != nil {
+		_ = reg.Register(dl)
+	}
 	return m, nil
 }
 
