@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/principal"
@@ -229,4 +230,33 @@ func NewDIDDocument(id, key did.DID) DIDDocument {
 		AssertionMethod: []string{method},
 		Authentication:  []string{method},
 	}
+}
+
+// didNames writes DIDs as strings, remembering the answers: the string of a
+// did:key is the base58 of its bytes, computed afresh by every String call,
+// and each delegation of a chain names the same few principals.
+type didNames struct {
+	cache *lru.Cache[string, string]
+}
+
+// didNameCacheSize bounds the names kept, by their bytes.
+const didNameCacheSize = 4096
+
+func newDIDNames() *didNames {
+	c, err := lru.New[string, string](didNameCacheSize)
+	if err != nil {
+		panic(err) // only a non-positive size fails
+	}
+	return &didNames{cache: c}
+}
+
+// name is d.String().
+func (n *didNames) name(d did.DID) string {
+	key := string(d.Bytes())
+	if s, ok := n.cache.Get(key); ok {
+		return s
+	}
+	s := d.String()
+	n.cache.Add(key, s)
+	return s
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/core/invocation"
 	"github.com/storacha/go-ucanto/core/ipld"
+	"github.com/storacha/go-ucanto/did"
 	"github.com/storacha/go-ucanto/validator"
 
 	"github.com/egressd/egressd/capabilities"
@@ -53,14 +54,14 @@ func (s *Server) checkRevoked(ctx context.Context, auth validator.Authorization[
 		return nil
 	}
 	var chain []*chainLink
-	collectChain(auth, &chain)
+	collectChain(auth, &chain, s.didNames.name)
 	var ids []string
 	for _, l := range chain {
 		// A UCAN addressed to this service is the invocation being checked
 		// (egressd delegates to nobody, so none sits further up a chain):
 		// revoking it would mean nothing, and looking up a CID never seen
 		// before would defeat a cache in front of the store.
-		if slices.Contains(s.audiences, l.dlg.Audience().DID().String()) {
+		if slices.Contains(s.audiences, s.didNames.name(l.dlg.Audience().DID())) {
 			continue
 		}
 		var err error
@@ -95,17 +96,18 @@ type chainLink struct {
 }
 
 // collectChain appends a and the delegations above it (its proofs) to out,
-// and returns the principals with authority over a's delegation.
-func collectChain(a validator.Authorization[any], out *[]*chainLink) map[string]bool {
+// and returns the principals with authority over a's delegation, as name
+// writes them.
+func collectChain(a validator.Authorization[any], out *[]*chainLink, name func(did.DID) string) map[string]bool {
 	authority := map[string]bool{}
 	for _, p := range a.Proofs() {
-		for did := range collectChain(p, out) {
+		for did := range collectChain(p, out, name) {
 			authority[did] = true
 		}
 	}
 	dlg := a.Delegation()
-	authority[dlg.Issuer().DID().String()] = true
-	authority[dlg.Audience().DID().String()] = true
+	authority[name(dlg.Issuer().DID())] = true
+	authority[name(dlg.Audience().DID())] = true
 	if with := a.Capability().With(); strings.HasPrefix(with, "did:key:") {
 		authority[with] = true
 	}

@@ -96,12 +96,12 @@ func (s *Server) run(ctx context.Context, item incoming, lookups *customerLookup
 		}
 	}
 
-	audience := inv.Audience().DID().String()
+	audience := s.didNames.name(inv.Audience().DID())
 	if !slices.Contains(s.audiences, audience) {
 		return s.fail(inv, can, capabilities.Failure{FailureName: "InvalidAudience",
 			Message: fmt.Sprintf("invocation is addressed to %s, this service is %v", audience, s.audiences)})
 	}
-	if rules.trustedOnly && s.trusted != nil && !s.trusted[inv.Issuer().DID().String()] {
+	if rules.trustedOnly && s.trusted != nil && !s.trusted[s.didNames.name(inv.Issuer().DID())] {
 		return s.fail(inv, can, capabilities.Failure{FailureName: "UntrustedIssuer",
 			Message: fmt.Sprintf("%s is not a trusted gateway of this service", inv.Issuer().DID())})
 	}

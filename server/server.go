@@ -149,6 +149,8 @@ type Server struct {
 	claims *claims
 	// decoded keeps delegations decoded across messages, by CID.
 	decoded *decodedDelegations
+	// didNames remembers the strings of DIDs.
+	didNames *didNames
 	// twins remembers the other encoding of proof-less delegations, by CID.
 	twins *lru.Cache[string, string]
 	// capabilities are the served capabilities by ability, and abilities
@@ -210,7 +212,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Principals = NewPrincipalResolver(nil, nil)
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), signatures: newSignatureCache(signatureCacheSize),
-		inflight: semaphore.NewWeighted(cfg.MaxInflightBytes), claims: newClaims(), decoded: newDecodedDelegations()}
+		inflight: semaphore.NewWeighted(cfg.MaxInflightBytes), claims: newClaims(), decoded: newDecodedDelegations(), didNames: newDIDNames()}
 	s.twins, _ = lru.New[string, string](signatureCacheSize)
 	s.audiences = []string{cfg.Signer.DID().String()}
 	for _, a := range cfg.Aliases {

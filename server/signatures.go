@@ -21,9 +21,13 @@ import (
 // decompressed point and its precomputed multiples): a gateway signs every
 // invocation with one key, and verifying against the expanded key costs
 // about half of what crypto/ed25519 spends decompressing the key each time.
+//
+// And it keeps the verifiers it parsed, by did:key: parsing one decodes its
+// base58, which the validator asks for at every delegation it checks.
 type signatureCache struct {
-	verified *lru.Cache[[sha256.Size]byte, struct{}]
-	keys     *lru.Cache[string, *voi.ExpandedPublicKey]
+	verified  *lru.Cache[[sha256.Size]byte, struct{}]
+	keys      *lru.Cache[string, *voi.ExpandedPublicKey]
+	verifiers *lru.Cache[string, principal.Verifier]
 }
 
 // expandedKeyCacheSize bounds the expanded keys kept: each is about 1.5 KB
@@ -41,16 +45,25 @@ func newSignatureCache(size int) *signatureCache {
 	if err != nil {
 		panic(err)
 	}
-	return &signatureCache{verified: c, keys: keys}
+	verifiers, err := lru.New[string, principal.Verifier](expandedKeyCacheSize)
+	if err != nil {
+		panic(err)
+	}
+	return &signatureCache{verified: c, keys: keys, verifiers: verifiers}
 }
 
 // parsePrincipal returns a verifier for a did:key that consults the cache.
 func (c *signatureCache) parsePrincipal(str string) (principal.Verifier, error) {
+	if v, ok := c.verifiers.Get(str); ok {
+		return v, nil
+	}
 	v, err := parsePrincipal(str)
 	if err != nil {
 		return nil, err
 	}
-	return cachingVerifier{Verifier: v, cache: c}, nil
+	cv := cachingVerifier{Verifier: v, cache: c}
+	c.verifiers.Add(str, cv)
+	return cv, nil
 }
 
 type cachingVerifier struct {
