@@ -153,7 +153,9 @@ func checkDelegatedEgressGet(claimed EgressGetCaveats, delegated any) error {
 	if err != nil {
 		return errors.New("the delegated caveats are not those of account/egress/get")
 	}
-	if parent.Spaces != nil {
+	// A stated list, the empty one included, bounds the claim: the reader
+	// decodes [] as no list, so presence is read from the node itself.
+	if parent.Spaces != nil || field(nb, "spaces") != nil {
 		if claimed.Spaces == nil {
 			return fmt.Errorf("spaces: the delegation allows only %v, and all spaces were asked for", parent.Spaces)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,7 +23,17 @@ const (
 // is what spares them a CSRF token). The login form is always reachable.
 func (c *console) authenticate(next http.Handler) http.Handler {
 	if c.cfg.Token == "" {
-		return next
+		// Without a token the console is this machine's alone (serve keeps
+		// it on loopback): answer only to loopback names, so that a page
+		// whose own name was re-pointed at 127.0.0.1 (DNS rebinding) does
+		// not become same-origin with it.
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !loopbackHost(r.Host) {
+				http.Error(w, "this console answers only to a loopback address (or set a token)", http.StatusMisdirectedRequest)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api := strings.HasPrefix(r.URL.Path, "/api/")
@@ -174,4 +185,18 @@ func (c *console) formOK(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// loopbackHost says whether a Host header names this machine: localhost or
+// a loopback IP literal, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/storacha/go-ucanto/core/delegation"
 	"github.com/storacha/go-ucanto/did"
+	"github.com/storacha/go-ucanto/ucan"
 	"github.com/storacha/go-ucanto/validator"
 )
 
@@ -16,6 +17,7 @@ import (
 // check at once, which cuts the validator's search (factorial in the number
 // of attestations otherwise) down to at most the budget's size.
 func newValidationContext[C any](s *Server, parser validator.CapabilityParser[C], budget *validationBudget, resolveProof validator.ProofResolverFunc) validator.ValidationContext[C] {
+	resolveProof = onlyOwnAttestations(s.cfg.Signer.DID(), resolveProof)
 	return validator.NewValidationContext(
 		s.cfg.Signer.Verifier(),
 		parser,
@@ -63,3 +65,30 @@ func (b *validationBudget) exhausted() bool {
 	defer b.mu.Unlock()
 	return b.spent
 }
+
+// onlyOwnAttestations refuses a ucan/attest that this service did not issue
+// itself. go-ucanto v0.8.2 derives an attestation from a delegated one
+// without comparing nb.proof (ResolveCapability reads nb from the claim), so
+// an agent holding any attestation of this service could attest a
+// delegation of its own making, from any did:mailto account. egressd never
+// delegates ucan/attest: the only attestations it honours are its own.
+func onlyOwnAttestations(service did.DID, resolve validator.ProofResolverFunc) validator.ProofResolverFunc {
+	return func(ctx context.Context, link ucan.Link) (delegation.Delegation, validator.UnavailableProof) {
+		dlg, err := resolve(ctx, link)
+		if err != nil {
+			return dlg, err
+		}
+		if dlg.Issuer().DID() != service {
+			for _, c := range dlg.Capabilities() {
+				if c.Can() == "ucan/attest" || c.Can() == "ucan/*" || c.Can() == "*" {
+					if c.With() == service.String() {
+						return nil, validator.NewUnavailableProofError(link, errDelegatedAttestation)
+					}
+				}
+			}
+		}
+		return dlg, nil
+	}
+}
+
+var errDelegatedAttestation = errors.New("a ucan/attest is accepted only when this service issued it")
