@@ -428,3 +428,26 @@ func TestTricklingBodyLosesItsRoom(t *testing.T) {
 	}
 	t.Fatal("the trickling body kept its room past its deadline")
 }
+
+// TestValidationStepBudgetIsEnforced: whatever the shape of the proofs, an
+// invocation whose validation would check more delegations than
+// MaxValidationSteps fails with ValidationLimitExceeded and records nothing.
+// (The attestation explosion above is now refused earlier, so the budget is
+// exercised here with an ordinary chain and a budget set below it.)
+func TestValidationStepBudgetIsEnforced(t *testing.T) {
+	h := newHarness(t, func(c *server.Config) { c.MaxValidationSteps = 1 })
+	space := h.provision(alice)
+	gw1, gw2 := newKey(t), newKey(t)
+	first := delegate(t, space, gw1.DID(), []string{"space/content/serve/*"}, time.Time{})
+	dlg, err := delegation.Delegate(gw1, gw2,
+		[]ucan.Capability[ucan.CaveatBuilder]{newCapability("space/content/serve/*", space.DID().String())},
+		delegation.WithNoExpiration(), delegation.WithProof(delegation.FromDelegation(first)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := recordFrom(t, gw2, h.service.DID(), capabilities.EgressRecord, space.DID(), 10, time.Now(), dlg)
+	mustFail(t, h.ucantoExecute(inv)[0], "ValidationLimitExceeded")
+	if h.depth() != 0 {
+		t.Fatalf("queue depth %d, want 0", h.depth())
+	}
+}
