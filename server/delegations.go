@@ -83,7 +83,10 @@ func (d *decodedDelegations) proofResolver(blocks blockstore.BlockReader) valida
 // rootOnly shows the validator an invocation without its proofs' blocks, so
 // that it asks the proof resolver for them (and gets them decoded once)
 // instead of decoding them from the blocks for every invocation. Only the
-// validator sees it: receipts are issued for the invocation itself.
+// validator sees it: receipts are issued for the invocation itself. With it,
+// and the cached delegations each decoded over its own block alone, every
+// proof at every depth passes through the resolver: a check wrapped around
+// the resolver (onlyOwnAttestations) sees them all.
 type rootOnly struct {
 	invocation.Invocation
 }
