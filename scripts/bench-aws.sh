@@ -76,10 +76,35 @@ reported() {
 		awk '/^egressd_billing_events_total\{state="reported"\}/ { n += $2 } END { printf "%d", n }'
 }
 
+# CPU ticks (1/100 s) of a process and all its descendants: a stand-in may
+# run under a wrapper (a shell, npm).
+tree_ticks() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '{
+		rest = substr($0, index($0, ") ") + 2); split(rest, f, " ")
+		pid = $1 + 0; ppid[pid] = f[2] + 0; ticks[pid] = f[12] + f[13]
+	} END {
+		for (p in ppid) { q = p + 0; while (q > 1 && q != root) q = ppid[q]; if (q == root) sum += ticks[p] }
+		printf "%d", sum
+	}'
+}
+standins=(s3 sqs dynamodb)
+declare -A before_ticks
+for s in "${standins[@]}"; do
+	before_ticks[$s]=$(tree_ticks "$(cat ".tools/run/$s.pid" 2>/dev/null || echo 0)")
+done
+
 echo "\$ egressd bench --url $url --n $n --concurrency $concurrency --space-key ... (x$spaces)   # $workers workers"
 start=$(date +%s.%N)
 "$bin" bench --url "$url" --n "$n" --concurrency "$concurrency" --server-pid "${pids[0]}" "${space_flags[@]}"
 sent=$(date +%s.%N)
+# What the stand-ins spent while the server took the load (with the
+# workers running too unless EGRESSD_BENCH_DRAIN=1): their share is not the
+# replica's cost, and on AWS runs elsewhere.
+for s in "${standins[@]}"; do
+	after=$(tree_ticks "$(cat ".tools/run/$s.pid" 2>/dev/null || echo 0)")
+	awk -v s="$s" -v n="$n" -v d="$((after - ${before_ticks[$s]}))" 'BEGIN {
+		printf "stand-in %s: %.2f s of CPU, %.0f µs per invocation\n", s, d / 100, d * 10000 / n }'
+done
 [ "$drain" = 1 ] && start_workers
 while [ "$(reported)" -lt "$n" ]; do
 	sleep 0.1
