@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -255,11 +256,34 @@ func printReceipt(ctx context.Context, cl *client.Client, rcpt receipt.AnyReceip
 	}
 	if key, err := cl.ServiceKey(ctx, serviceDID); err == nil {
 		ok, _ := client.Verify(rcpt, serviceDID, key)
+		if !ok {
+			ok = signedByAlias(ctx, cl, rcpt)
+		}
 		view.Verified = &ok
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(view)
+}
+
+// signedByAlias checks a receipt signed by one of the service's did:key
+// aliases, as its receipts from before a key rotation are (the old DID is
+// kept as --alias): its issuer is the key, and the service still answers to
+// it.
+func signedByAlias(ctx context.Context, cl *client.Client, rcpt receipt.AnyReceipt) bool {
+	if rcpt.Issuer() == nil {
+		return false
+	}
+	issuer := rcpt.Issuer().DID()
+	if !strings.HasPrefix(issuer.String(), "did:key:") {
+		return false
+	}
+	info, err := cl.Info(ctx)
+	if err != nil || !slices.Contains(info.Aliases, issuer.String()) {
+		return false
+	}
+	ok, _ := client.Verify(rcpt, issuer, issuer)
+	return ok
 }
 
 func serviceIdentity(ctx context.Context, cl *client.Client, flagValue string) (did.DID, error) {

@@ -164,4 +164,3 @@ func TestDeclaredBodyOverLimitOnServe(t *testing.T) {
 		t.Fatalf("413 took %v", d)
 	}
 }
-
