@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	_ "modernc.org/sqlite" // pure-Go driver: no C toolchain needed
 )
@@ -38,7 +40,7 @@ func Open(path string) (*sql.DB, error) {
 	db.SetMaxIdleConns(8)
 	// sql.Open connects lazily: connect now, so that a file that cannot be
 	// opened (or switched to WAL) is reported here, naming it.
-	if err := db.Ping(); err != nil {
+	if err := ping(db); err != nil {
 		db.Close()
 		// SQLite says only "unable to open database file (14)" or
 		// "attempt to write a readonly database".
@@ -51,4 +53,19 @@ func Open(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// ping connects, waiting out SQLITE_BUSY for as long as busy_timeout would:
+// switching a brand-new file to WAL while another process opens it too can
+// answer busy at once, without calling the busy handler (two processes
+// opening a fresh data directory together: serve and a worker sidecar).
+func ping(db *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := db.Ping()
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
