@@ -50,7 +50,7 @@ func TestReadOnlyRefusesOlderFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if embedded.Latest("ledger.db") <= 1 {
-		t.Skip("ledger.db has one version: no older layout to refuse")
+		t.Fatal("the test needs ledger.db to have more than one version, to have an older layout to refuse")
 	}
 	_, err := embedded.Open(context.Background(), dir, embedded.Options{ReadOnly: true})
 	var stale *embedded.StaleError

@@ -5,9 +5,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -115,19 +117,56 @@ func TestBuildInfoMetric(t *testing.T) {
 }
 
 // TestServeOnReadOnlyDirectory: serve names the directory it cannot write,
-// instead of SQLite's "unable to open database file (14)".
+// instead of SQLite's "unable to open database file (14)". Root writes to
+// any directory, so as root the failing serve runs as nobody (uid 65534),
+// the owner of a data directory nobody may write.
 func TestServeOnReadOnlyDirectory(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root writes to any directory")
-	}
-	data := t.TempDir()
+	base := t.TempDir()
+	data := filepath.Join(base, "data")
 	startServe(t, data).stop(t) // the files and the key, as a first start leaves them
+	bin := egressdBinary(t)
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		const nobody = 65534
+		// nobody must reach the binary and the directory, and own its files.
+		copied := filepath.Join(base, "egressd")
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(copied, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		bin = copied
+		for _, dir := range []string{filepath.Dir(base), base} {
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err = filepath.Walk(data, func(path string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Chown(path, nobody, nobody)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred = &syscall.Credential{Uid: nobody, Gid: nobody}
+	}
 	if err := os.Chmod(data, 0o500); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Chmod(data, 0o700) })
-	stderr := runFails(t, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--metrics-listen", "off")
-	if !strings.Contains(stderr, "the directory "+data+" is read-only") {
-		t.Fatalf("serve on a read-only directory: %s", stderr)
+	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--metrics-listen", "off")
+	cmd.Env = isolatedEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("serve on a read-only directory started")
+	}
+	if !strings.Contains(stderr.String(), "the directory "+data+" is read-only") {
+		t.Fatalf("serve on a read-only directory: %s", stderr.String())
 	}
 }
