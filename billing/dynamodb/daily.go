@@ -18,34 +18,12 @@ import (
 // "<space>#<YYYY-MM-DD>", added to in the transaction that adds to the
 // monthly row. So a space's year is one range read of one partition.
 
-// dayTotal is what a batch adds to one daily item.
-type dayTotal struct {
-	space, day    string
-	bytes, events int64
-}
-
-// dayTotals sums members by space and day, in order of first appearance.
-func dayTotals(members []billing.Event) []dayTotal {
-	var out []dayTotal
-	for _, ev := range members {
-		day := billing.Day(ev.ServedAt)
-		i := slices.IndexFunc(out, func(t dayTotal) bool { return t.space == ev.Space && t.day == day })
-		if i < 0 {
-			i = len(out)
-			out = append(out, dayTotal{space: ev.Space, day: day})
-		}
-		out[i].bytes += ev.Bytes
-		out[i].events++
-	}
-	return out
-}
-
 func dailyPK(customer string) string { return "daily#" + customer }
 
 // addToDaily adds t to its daily item. A refused event counts without its
 // bytes, as on the monthly row; a day never holds more than its month, so
 // the monthly row's overflow condition covers it.
-func (l *Ledger) addToDaily(customer string, t dayTotal, refused bool) types.TransactWriteItem {
+func (l *Ledger) addToDaily(customer string, t spaceTotal, refused bool) types.TransactWriteItem {
 	bytes := t.bytes
 	if refused {
 		bytes = 0
@@ -54,13 +32,13 @@ func (l *Ledger) addToDaily(customer string, t dayTotal, refused bool) types.Tra
 		TableName: aws.String(l.tables.Ledger),
 		Key: map[string]types.AttributeValue{
 			"pk": str(dailyPK(customer)),
-			"sk": str(t.space + "#" + t.day),
+			"sk": str(t.space + "#" + t.period),
 		},
 		UpdateExpression:         aws.String("SET #space = :space, #day = :day ADD #bytes :bytes, eventCount :n"),
 		ExpressionAttributeNames: map[string]string{"#space": "space", "#day": "day", "#bytes": "bytes"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":space": str(t.space),
-			":day":   str(t.day),
+			":day":   str(t.period),
 			":bytes": num(bytes),
 			":n":     num(t.events),
 		},

@@ -309,12 +309,12 @@ func (l *Ledger) recordBatch(ctx context.Context, members []billing.Event) (entr
 // an event refused now would be refused later too.
 func (l *Ledger) fitting(ctx context.Context, members []billing.Event) (fits, refused []billing.Event, err error) {
 	customer := members[0].Customer
-	sums := totals(members)
+	sums := totals(members, billing.Month)
 	room := make(map[string]int64, len(sums))
 	keys := make([]map[string]types.AttributeValue, len(sums))
 	for i, t := range sums {
-		room[t.month+"#"+t.space] = math.MaxInt64
-		keys[i] = monthlyKey(customer, t.space, t.month)
+		room[t.period+"#"+t.space] = math.MaxInt64
+		keys[i] = monthlyKey(customer, t.space, t.period)
 	}
 	err = l.batchGet(ctx, map[string]types.KeysAndAttributes{
 		l.tables.Monthly: {

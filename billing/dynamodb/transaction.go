@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -33,22 +34,23 @@ type written struct {
 	// None of the above: cancelled by a concurrent transaction.
 }
 
-// spaceTotal is what a batch adds to one monthly row.
+// spaceTotal is what a batch adds to one space in one period: a month (the
+// monthly row) or a day (the daily item).
 type spaceTotal struct {
-	space, month string
-	bytes        int64
-	events       int64
+	space, period string
+	bytes, events int64
 }
 
-// totals sums members by space and month, in order of first appearance.
-func totals(members []billing.Event) []spaceTotal {
+// totals sums members by space and period (billing.Month or billing.Day of
+// their servedAt), in order of first appearance.
+func totals(members []billing.Event, period func(time.Time) string) []spaceTotal {
 	var out []spaceTotal
 	for _, ev := range members {
-		month := billing.Month(ev.ServedAt)
-		i := slices.IndexFunc(out, func(t spaceTotal) bool { return t.space == ev.Space && t.month == month })
+		p := period(ev.ServedAt)
+		i := slices.IndexFunc(out, func(t spaceTotal) bool { return t.space == ev.Space && t.period == p })
 		if i < 0 {
 			i = len(out)
-			out = append(out, spaceTotal{space: ev.Space, month: month})
+			out = append(out, spaceTotal{space: ev.Space, period: p})
 		}
 		out[i].bytes += ev.Bytes
 		out[i].events++
@@ -75,17 +77,17 @@ func (l *Ledger) write(ctx context.Context, fb billing.FormedBatch, refusal stri
 	}
 	batch := batchItem(b, fb.Members)
 	actions = append(actions, l.newItem(batch))
-	sums := totals(fb.Members)
+	sums := totals(fb.Members, billing.Month)
 	firstMonthly := len(actions)
 	for _, t := range sums {
 		actions = append(actions, l.addToMonthly(b.Customer, t, refusal != ""))
 	}
-	for _, t := range dayTotals(fb.Members) {
+	for _, t := range totals(fb.Members, billing.Day) {
 		actions = append(actions, l.addToDaily(b.Customer, t, refusal != ""))
 	}
 	var registering []string
 	for _, t := range sums {
-		key := t.month + " " + b.Customer + " " + t.space
+		key := t.period + " " + b.Customer + " " + t.space
 		if !l.registered.Contains(key) {
 			actions = append(actions, l.registerMonth(b.Customer, t))
 			registering = append(registering, key)
@@ -132,7 +134,7 @@ func (l *Ledger) write(ctx context.Context, fb billing.FormedBatch, refusal stri
 				total = v.Value
 			}
 			res.overflow = fmt.Sprintf("%s: the %s total of space %s holds %s bytes, and %d more would pass %d",
-				billing.ReasonTotalOverflow, t.month, t.space, total, t.bytes, int64(math.MaxInt64))
+				billing.ReasonTotalOverflow, t.period, t.space, total, t.bytes, int64(math.MaxInt64))
 		case i >= firstMonthly && i < firstMonthly+len(sums):
 			// The refusal found no monthly row: what it saw is gone; try again.
 			conflict = true
@@ -168,7 +170,7 @@ func (l *Ledger) addToMonthly(customer string, t spaceTotal, refused bool) types
 	if refused {
 		return types.TransactWriteItem{Update: &types.Update{
 			TableName:                 aws.String(l.tables.Monthly),
-			Key:                       monthlyKey(customer, t.space, t.month),
+			Key:                       monthlyKey(customer, t.space, t.period),
 			UpdateExpression:          aws.String("ADD eventCount :n"),
 			ConditionExpression:       aws.String("attribute_exists(pk)"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{":n": num(t.events)},
@@ -176,7 +178,7 @@ func (l *Ledger) addToMonthly(customer string, t spaceTotal, refused bool) types
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName:        aws.String(l.tables.Monthly),
-		Key:              monthlyKey(customer, t.space, t.month),
+		Key:              monthlyKey(customer, t.space, t.period),
 		UpdateExpression: aws.String("SET #space = :space, #month = :month ADD #bytes :bytes, eventCount :n"),
 		// DynamoDB's 38-digit numbers would hold a larger sum, but every
 		// reader (this package, w3infra's JavaScript) takes it as a 64-bit
@@ -185,7 +187,7 @@ func (l *Ledger) addToMonthly(customer string, t spaceTotal, refused bool) types
 		ExpressionAttributeNames: map[string]string{"#space": "space", "#month": "month", "#bytes": "bytes"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":space": str(t.space),
-			":month": str(t.month),
+			":month": str(t.period),
 			":bytes": num(t.bytes),
 			":n":     num(t.events),
 			":room":  num(math.MaxInt64 - t.bytes),
@@ -200,7 +202,7 @@ func (l *Ledger) registerMonth(customer string, t spaceTotal) types.TransactWrit
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(l.tables.Ledger),
 		Key: map[string]types.AttributeValue{
-			"pk": str("month#" + t.month),
+			"pk": str("month#" + t.period),
 			"sk": str(customer + "#" + t.space),
 		},
 		UpdateExpression:          aws.String("SET customer = :customer, #space = :space"),
