@@ -207,12 +207,13 @@ func (s *Stores) fill(ctx context.Context, r *CustomerRow, now time.Time) error 
 // Customer is one customer's month: spaces, days, recent events.
 func (s *Stores) Customer(ctx context.Context, customer string, now time.Time) (CustomerDetail, error) {
 	var d CustomerDetail
-	if _, err := s.Accounts.Account(ctx, customer); errors.Is(err, customers.ErrNotFound) {
+	account, err := s.Accounts.Account(ctx, customer)
+	if errors.Is(err, customers.ErrNotFound) {
 		return d, ErrNotFound
 	} else if err != nil {
 		return d, err
 	}
-	d.Customer = customer
+	d.Customer, d.Account = customer, account
 	usage, err := s.Ledger.Usage(ctx, billing.UsageFilter{Month: billing.Month(now), Customer: customer})
 	if err != nil {
 		return d, err
@@ -222,7 +223,7 @@ func (s *Stores) Customer(ctx context.Context, customer string, now time.Time) (
 		d.Events += u.Events
 		d.Spaces = append(d.Spaces, SpaceTotal{Space: u.Space, Bytes: uint64(u.Bytes), Events: u.Events})
 	}
-	if err := s.fill(ctx, &d.CustomerRow, now); err != nil {
+	if d.States, err = s.Ledger.Count(ctx, billing.UsageFilter{Month: billing.Month(now), Customer: customer}); err != nil {
 		return d, err
 	}
 	if d.Daily, err = s.daily(ctx, customer, now); err != nil {
